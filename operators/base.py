@@ -1,0 +1,125 @@
+"""The operator contract: what every operator declares and returns.
+
+Operators are pure compute over Arrow tables. They know nothing of Ray, YAML or the
+CLI; `pipelines/` decides where and how they run (see docs/DESIGN.md, "Operator
+contract").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import ClassVar, Literal
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from pydantic import BaseModel, ConfigDict
+
+
+class Params(BaseModel):
+    """Base of every operator's parameter model: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True)
+class Context:
+    """What an operator may know about the run it is part of."""
+
+    text_column: str = "text"
+    id_column: str = "id"
+    seed: int = 0
+
+
+# Every batch handed to an operator carries this int64 column: the row's position in the
+# input (shard-major). Tie-breaks use it, so results never depend on worker scheduling.
+ORDER_COLUMN = "_order"
+
+Signal = pa.Array  # one value per input row; float64 -> `num`, string -> `text`
+
+
+@dataclass
+class BatchResult:
+    """Outcome of one operator on one batch, row-aligned with the input batch.
+
+    `reason[i]` is null when row i is kept, else a short stable code; `detail[i]`
+    says the specifics. `table` may carry rewritten columns (e.g. normalised text)
+    but always has exactly the input's rows in the input's order.
+    """
+
+    table: pa.Table
+    reason: pa.Array
+    detail: pa.Array
+    signals: dict[str, Signal] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        n = self.table.num_rows
+        lengths = {"reason": len(self.reason), "detail": len(self.detail)}
+        lengths |= {f"signal {k}": len(v) for k, v in self.signals.items()}
+        bad = {k: v for k, v in lengths.items() if v != n}
+        if bad:
+            raise ValueError(f"operator result is not row-aligned with its {n}-row batch: {bad}")
+
+    @property
+    def kept_mask(self) -> pa.Array:
+        return pc.is_null(self.reason)
+
+    @classmethod
+    def keep_all(cls, table: pa.Table, signals: Mapping[str, Signal] | None = None) -> BatchResult:
+        nulls = pa.nulls(table.num_rows, pa.string())
+        return cls(table, nulls, nulls, dict(signals or {}))
+
+
+class Operator:
+    """Common identity of every operator: dotted name, one-line doc, params model."""
+
+    name: ClassVar[str]
+    doc: ClassVar[str]
+    kind: ClassVar[Literal["map", "global"]]
+    Params: ClassVar[type[Params]] = Params
+    # Signals this operator writes: key -> "num" | "text". Documented by `curate ops`.
+    signal_keys: ClassVar[dict[str, str]] = {}
+    # Drop reasons this operator may emit, for `curate ops` and docs.
+    reasons: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, params: Params, context: Context | None = None) -> None:
+        self.params = params
+        self.ctx = context or Context()
+
+
+class MapOperator(Operator):
+    """A batch in, a row-aligned `BatchResult` out."""
+
+    kind: ClassVar[Literal["map"]] = "map"
+    # Model-backed operators set this: they run in a Ray actor pool and `setup()` runs
+    # once per actor before the first batch.
+    uses_actor: ClassVar[bool] = False
+
+    def setup(self) -> None:
+        """Load models or indexes once per worker; default: nothing to load."""
+
+    def process(self, batch: pa.Table) -> BatchResult:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One pure step of a global operator.
+
+    With `group_by` unset, `fn` is applied to arbitrary batches (a map stage). With
+    `group_by` set, the pipeline regroups rows so each call sees *every* row sharing a
+    value of that column (possibly several such groups per call).
+    """
+
+    name: str
+    fn: Callable[[pa.Table], BatchResult]
+    group_by: str | None = None
+
+
+class GlobalOperator(Operator):
+    """An operator that must see all rows, written as a short sequence of stages."""
+
+    kind: ClassVar[Literal["global"]] = "global"
+
+    def stages(self) -> list[Stage]:
+        raise NotImplementedError

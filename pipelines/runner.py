@@ -1,0 +1,91 @@
+"""Running a validated recipe end to end: plan, execute, account, publish, record."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from operators.base import Operator
+from pipelines import plan
+from pipelines.accounting import funnel
+from pipelines.lock import output_lock
+from pipelines.ray_session import ray_session
+from pipelines.run_record import write_ops, write_run
+from pipelines.shards import discover
+from pipelines.writer import ShardWriter, StepInfo
+
+Progress = Callable[[int, int, int], None]  # (shards_done, shards_total, rows_kept_so_far)
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    output: Path
+    ops: list[dict]
+    seconds: float
+
+
+def new_run_id() -> str:
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+
+
+def run(recipe, operators: list[Operator], recipe_yaml: str,
+        progress: Progress | None = None) -> RunResult:
+    """Execute `recipe` (a validated `curate.recipe.Recipe`) and write output and stats."""
+    inp, outp, ex = recipe.input, recipe.output, recipe.execution
+    out = Path(outp.path).resolve()
+    run_id = new_run_id()
+    run_dir = out / "_curate" / "runs" / run_id
+    steps = [StepInfo(0, "input.read", "input")] + [
+        StepInfo(i, op.name, spec.name) for i, (op, spec) in
+        enumerate(zip(operators, recipe.steps, strict=True), start=1)
+    ]
+    started = datetime.now(UTC)
+    t0 = time.perf_counter()
+    with output_lock(out):
+        run_dir.mkdir(parents=True)
+        (run_dir / "recipe.yaml").write_text(recipe_yaml, encoding="utf-8")
+        status, error, ops = "failed", None, []
+        try:
+            shards = discover(inp.path, inp.format, inp.text_column, inp.id_column)
+            with ray_session(ex.address, ex.num_cpus, ex.object_store_mb):
+                writer = ShardWriter(shards, steps, run_id, str(run_dir), inp.id_column,
+                                     outp.rows_per_shard, outp.compression)
+                ds = plan.build(shards, operators, writer, text_column=inp.text_column,
+                                id_column=inp.id_column, max_doc_bytes=inp.max_doc_bytes,
+                                batch_rows=inp.batch_rows, concurrency=ex.concurrency)
+                summaries = []
+                for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
+                    summaries.extend(batch.to_pylist())
+                    if progress:
+                        progress(len(summaries), sum(1 for s in shards if s.rows),
+                                 sum(s["kept"] for s in summaries))
+            ops = funnel(shards, summaries, steps)
+            write_ops(run_dir, run_id, ops)
+            publish(run_dir / "staging", out)
+            status = "succeeded"
+        except BaseException as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            write_run(run_dir, run_id=run_id, recipe=recipe, recipe_yaml=recipe_yaml,
+                      started=started, finished=datetime.now(UTC), status=status, error=error,
+                      rows_in=ops[0]["rows_in"] if ops else None,
+                      rows_out=ops[-1]["rows_out"] if ops else None)
+    return RunResult(run_id, out, ops, time.perf_counter() - t0)
+
+
+def publish(staging: Path, out: Path) -> None:
+    """Replace the previous run's output shards with this run's."""
+    for old in out.glob("part-*.parquet"):
+        old.unlink()
+    if staging.exists():
+        for part in sorted(staging.glob("part-*.parquet")):
+            os.replace(part, out / part.name)
+        shutil.rmtree(staging)

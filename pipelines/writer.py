@@ -1,0 +1,158 @@
+"""Writing one input shard's rows: output shards, dropped rows and signals.
+
+Called with *every* row of one or more input shards (the pipeline regroups by shard
+first), so it can prove nothing was lost or duplicated before it writes anything.
+Files are written to a temporary name and renamed, so a crash never leaves half a file.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from pipelines import columns as C
+from pipelines.errors import AccountingError
+from pipelines.shards import Shard
+
+DROPPED_SCHEMA = pa.schema([
+    ("run_id", pa.string()), ("step", pa.int16()), ("op", pa.string()), ("name", pa.string()),
+    ("id", pa.string()), ("reason", pa.string()), ("detail", pa.string()),
+])
+SIGNALS_SCHEMA = pa.schema([
+    ("run_id", pa.string()), ("step", pa.int16()), ("op", pa.string()), ("name", pa.string()),
+    ("id", pa.string()), ("key", pa.string()), ("num", pa.float64()), ("text", pa.string()),
+])
+
+
+@dataclass(frozen=True)
+class StepInfo:
+    index: int
+    op: str
+    name: str
+
+
+def atomic_write(table: pa.Table, path: Path, compression: str = "zstd") -> None:
+    """Write `table` to `path` via a temporary file and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    pq.write_table(table.replace_schema_metadata(None), tmp,
+                   compression=None if compression == "none" else compression)
+    os.replace(tmp, path)
+
+
+class ShardWriter:
+    """Callable for `map_batches`: writes each input shard found in the batch."""
+
+    def __init__(self, shards: list[Shard], steps: list[StepInfo], run_id: str, run_dir: str,
+                 id_column: str, rows_per_shard: int, compression: str) -> None:
+        self.shards = {s.index: s for s in shards}
+        self.steps = steps
+        self.run_id = run_id
+        self.run_dir = Path(run_dir)
+        self.id_column = id_column
+        self.rows_per_shard = rows_per_shard
+        self.compression = compression
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        summaries = []
+        shard_ids = batch[C.SHARD].to_numpy()
+        for shard in np.unique(shard_ids):
+            rows = batch.filter(pa.array(shard_ids == shard))
+            summaries.append(self.write(self.shards[int(shard)], rows))
+        return pa.concat_tables(summaries) if summaries else summary_table([])
+
+    def write(self, shard: Shard, rows: pa.Table) -> pa.Table:
+        rows = rows.sort_by(C.ORDER)
+        order = rows[C.ORDER].to_numpy()
+        unique = np.unique(order).size
+        if unique != rows.num_rows or rows.num_rows != shard.rows:
+            raise AccountingError(
+                f"{shard.path}: {shard.rows} rows in the input but {rows.num_rows} reached the "
+                f"writer ({rows.num_rows - unique} duplicated); refusing to write"
+            )
+        drop_step = rows[C.DROP_STEP]
+        kept = rows.filter(pc.is_null(drop_step))
+        self._write_output(shard, kept)
+        ids = pc.cast(rows[self.id_column], pa.string())
+        self._write_dropped(shard, rows, ids)
+        self._write_signals(shard, rows, ids)
+
+        steps = np.asarray(pc.fill_null(drop_step, -1).to_numpy(zero_copy_only=False))
+        dropped_per_step = [int((steps == s.index).sum()) for s in self.steps]
+        seconds = []
+        for s in self.steps:
+            col = C.seconds_column(s.index)
+            seconds.append(float(pc.sum(rows[col]).as_py() or 0.0)
+                           if col in rows.column_names else 0.0)
+        return summary_table([(shard.index, rows.num_rows, kept.num_rows, dropped_per_step,
+                               seconds)])
+
+    def _write_output(self, shard: Shard, kept: pa.Table) -> None:
+        user = kept.drop_columns([c for c in kept.column_names if C.is_internal(c)])
+        staging = self.run_dir / "staging"
+        for k, start in enumerate(range(0, user.num_rows, self.rows_per_shard)):
+            part = user.slice(start, self.rows_per_shard)
+            atomic_write(part, staging / f"part-{shard.index:05d}-{k:04d}.parquet",
+                         self.compression)
+
+    def _write_dropped(self, shard: Shard, rows: pa.Table, ids: pa.Array) -> None:
+        mask = pc.is_valid(rows[C.DROP_STEP])
+        gone = rows.filter(mask)
+        step = gone[C.DROP_STEP].to_numpy()
+        table = pa.table({
+            "run_id": pa.array([self.run_id] * gone.num_rows, pa.string()),
+            "step": gone[C.DROP_STEP],
+            "op": self._lookup(step, "op"),
+            "name": self._lookup(step, "name"),
+            "id": ids.filter(mask),
+            "reason": gone[C.REASON],
+            "detail": gone[C.DETAIL],
+        }, schema=DROPPED_SCHEMA)
+        atomic_write(table, self.run_dir / "dropped" / f"part-{shard.index:05d}.parquet")
+
+    def _write_signals(self, shard: Shard, rows: pa.Table, ids: pa.Array) -> None:
+        parts = []
+        for name in rows.column_names:
+            parsed = C.parse_signal_column(name)
+            if parsed is None:
+                continue
+            step, key = parsed
+            values = rows[name]
+            mask = pc.is_valid(values)
+            n = int(pc.sum(mask).as_py() or 0)
+            is_num = pa.types.is_floating(values.type)
+            info = self.steps[step]
+            parts.append(pa.table({
+                "run_id": pa.array([self.run_id] * n, pa.string()),
+                "step": pa.array(np.full(n, step, np.int16)),
+                "op": pa.array([info.op] * n, pa.string()),
+                "name": pa.array([info.name] * n, pa.string()),
+                "id": ids.filter(mask),
+                "key": pa.array([key] * n, pa.string()),
+                "num": values.filter(mask) if is_num else pa.nulls(n, pa.float64()),
+                "text": pa.nulls(n, pa.string()) if is_num else values.filter(mask),
+            }, schema=SIGNALS_SCHEMA))
+        table = pa.concat_tables(parts) if parts else SIGNALS_SCHEMA.empty_table()
+        atomic_write(table, self.run_dir / "signals" / f"part-{shard.index:05d}.parquet")
+
+    def _lookup(self, step: np.ndarray, field: str) -> pa.Array:
+        names = np.array([getattr(s, field) for s in self.steps], dtype=object)
+        return pa.array(names[step.astype(np.int64)] if step.size else [], pa.string())
+
+
+SUMMARY_SCHEMA = pa.schema([
+    ("shard", pa.int32()), ("rows", pa.int64()), ("kept", pa.int64()),
+    ("dropped", pa.list_(pa.int64())), ("seconds", pa.list_(pa.float64())),
+])
+
+
+def summary_table(rows: list[tuple]) -> pa.Table:
+    return pa.Table.from_pylist(
+        [dict(zip(SUMMARY_SCHEMA.names, r, strict=True)) for r in rows], schema=SUMMARY_SCHEMA
+    )
