@@ -123,34 +123,39 @@ def apply_overrides(raw: dict[str, Any], sets: list[str]) -> dict[str, Any]:
     """Apply `steps.NAME.params.KEY=VALUE` (or any dotted path) overrides in place.
 
     VALUE is parsed as YAML, so `0.7`, `true` and `[a, b]` get their natural types.
-    A step is addressed by its `name`, or by its `op` when that op occurs once.
+    A step is addressed by its `name`, or by its `op` when that op occurs once; names
+    may contain dots (`steps.text.normalize.params.form=NFKC`).
     """
     for item in sets:
         if "=" not in item:
             raise RecipeError("--set", [f" '{item}' is not KEY=VALUE"])
-        key, value = item.split("=", 1)
-        parts = key.strip().split(".")
+        key, value = (part.strip() for part in item.split("=", 1))
         target: Any = raw
-        for i, part in enumerate(parts[:-1]):
-            if isinstance(target, list):
-                target = _find_step(target, part, key)
-            else:
-                target = target.setdefault(part, [] if part == "steps" and i == 0 else {})
+        parts = key.split(".")
+        if parts[0] == "steps" and isinstance(raw.get("steps"), list):
+            target, rest = _find_step(raw["steps"], key.removeprefix("steps."), key)
+            parts = rest.split(".")
+        for part in parts[:-1]:
+            target = target.setdefault(part, {})
+            if not isinstance(target, dict):
+                raise RecipeError("--set", [f" '{key}': '{part}' is not a mapping"])
         target[parts[-1]] = yaml.safe_load(value)
     return raw
 
 
-def _find_step(steps: list, ref: str, key: str) -> dict:
-    named = [s for s in steps if isinstance(s, dict) and s.get("name") == ref]
-    by_op = [s for s in steps if isinstance(s, dict) and not s.get("name") and s.get("op") == ref]
-    match = named or by_op
-    if len(match) != 1:
-        known = [s.get("name") or s.get("op") for s in steps if isinstance(s, dict)]
-        why = "is ambiguous" if match else "matches no step"
-        raise RecipeError("--set", [f" '{key}': '{ref}' {why}; steps are {known}"])
-    step = match[0]
-    step.setdefault("params", {})
-    return step
+def _find_step(steps: list, path: str, key: str) -> tuple[dict, str]:
+    """The step whose name (or unique op) prefixes `path`, and the rest of the path."""
+    refs: dict[str, list[dict]] = {}
+    for step in steps:
+        if isinstance(step, dict):
+            ref = step.get("name") or step.get("op")
+            refs.setdefault(str(ref), []).append(step)
+    for ref in sorted(refs, key=len, reverse=True):
+        if path.startswith(ref + "."):
+            if len(refs[ref]) > 1:
+                raise RecipeError("--set", [f" '{key}': '{ref}' is ambiguous; name the steps"])
+            return refs[ref][0], path[len(ref) + 1:]
+    raise RecipeError("--set", [f" '{key}' matches no step; steps are {list(refs)}"])
 
 
 # ---- loading -----------------------------------------------------------------------------

@@ -11,3 +11,15 @@ class AccountingError(RuntimeError):
 
 class OutputLockedError(RuntimeError):
     """Another run is writing to the same output directory."""
+
+
+def root_cause(exc: BaseException) -> BaseException:
+    """The user-facing error inside Ray's wrappers (task errors keep it as a cause)."""
+    seen = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, InputError | AccountingError | OutputLockedError):
+            return current
+        current = getattr(current, "cause", None) or current.__cause__
+    return exc

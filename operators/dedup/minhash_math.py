@@ -1,0 +1,635 @@
+"""Pure maths of MinHash LSH near-duplicate detection (docs/algorithms.md section 4).
+
+No Ray, no Arrow tables: numpy arrays in, numpy arrays out. A near-duplicate pass is
+
+    shingle_hashes -> signatures -> band_keys -> star_edges -> verify_edges
+    -> connected_components -> choose_keepers
+
+(`find_near_duplicates` composes them for one in-memory batch). References:
+- MinHash / resemblance: Broder 1997, "On the resemblance and containment of documents".
+- Banding and the S-curve P(s) = 1 - (1 - s^r)^b: Leskovec, Rajaraman, Ullman, *Mining of
+  Massive Datasets* (MMDS) ch. 3.4.
+
+Conventions
+- The shingle hashes of a batch of documents are a `Shingles` CSR pair: document i owns
+  `values[offsets[i]:offsets[i+1]]` (a multiset; set semantics are applied where they
+  matter: the signature minimum ignores repeats, `exact_jaccard` de-duplicates).
+- "rows" are caller-chosen int64 keys (the operator uses `_order`). Every tie-break is on
+  them, so results never depend on batch order or scheduling.
+- No Python loop runs per token or per shingle on the fast path: tokenising, hashing and
+  shingling are numpy passes over the code points of a whole batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+U64 = np.uint64
+U32 = np.uint32
+EMPTY = np.uint32(0xFFFFFFFF)  # signature value of an empty set (datasketch's max hash)
+_MASK32 = U64(0xFFFFFFFF)
+
+
+# --------------------------------------------------------------------------------------
+# Hash primitives (fixed, seed-free: a shingle's hash depends only on its tokens)
+
+
+def fmix64(x: np.ndarray) -> np.ndarray:
+    """MurmurHash3 64-bit finaliser, an avalanching bijection on uint64 (returns a copy)."""
+    x = np.array(x, dtype=U64, copy=True)
+    x ^= x >> U64(33)
+    x *= U64(0xFF51AFD7ED558CCD)
+    x ^= x >> U64(33)
+    x *= U64(0xC4CEB9FE1A85EC53)
+    x ^= x >> U64(33)
+    return x
+
+
+def fmix32(x: np.ndarray) -> np.ndarray:
+    """MurmurHash3 32-bit finaliser, exactly as datasketch 2.0 `_fmix(hv, 32)`."""
+    x = np.array(x, dtype=U32, copy=True)
+    x ^= x >> U32(16)
+    x *= U32(0x85EBCA6B)
+    x ^= x >> U32(13)
+    x *= U32(0xC2B2AE35)
+    x ^= x >> U32(16)
+    return x
+
+
+def _splitmix64(i: np.ndarray) -> np.ndarray:
+    z = np.asarray(i, dtype=U64) * U64(0x9E3779B97F4A7C15) + U64(0x632BE59BD9B4E019)
+    z = (z ^ (z >> U64(30))) * U64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> U64(27))) * U64(0x94D049BB133111EB)
+    return z ^ (z >> U64(31))
+
+
+# Odd multipliers: _CHAR_MULT[j] weighs the j-th code point of a token, _GRAM_MULT[k] the
+# k-th element of an n-gram. Independent random weights (not powers of one base) avoid
+# the Thue-Morse collisions of polynomial hashing mod 2^64.
+_CHAR_MULT = _splitmix64(np.arange(64)) | U64(1)
+_GRAM_MULT_BASE = 1 << 40
+_LEN_MULT = U64(0xD6E8FEB86659FD93)
+
+
+def _char_mult(n: int) -> np.ndarray:
+    global _CHAR_MULT
+    if n > len(_CHAR_MULT):
+        _CHAR_MULT = _splitmix64(np.arange(max(n, 2 * len(_CHAR_MULT)))) | U64(1)
+    return _CHAR_MULT[:n]
+
+
+def _gram_mult(n: int) -> np.ndarray:
+    return _splitmix64(np.arange(_GRAM_MULT_BASE, _GRAM_MULT_BASE + n)) | U64(1)
+
+
+def token_hash(token: str) -> int:
+    """Reference (slow, per token) of the vectorised token hash used by `shingle_hashes`:
+    fmix64(sum_j codepoint_j * C_j + len * L) mod 2^64."""
+    cp = np.frombuffer(token.encode("utf-32-le", "surrogatepass"), dtype=U32).astype(U64)
+    acc = np.sum(cp * _char_mult(len(cp)), dtype=U64) + U64(len(cp)) * _LEN_MULT
+    return int(fmix64(np.array([acc]))[0])
+
+
+def gram_hash(parts: Sequence[int]) -> int:
+    """Reference of the n-gram combine: fmix64(sum_k part_k * G_k + k_count * L)."""
+    v = np.array(parts, dtype=U64)
+    acc = np.sum(v * _gram_mult(len(v)), dtype=U64) + U64(len(v)) * _LEN_MULT
+    return int(fmix64(np.array([acc]))[0])
+
+
+# --------------------------------------------------------------------------------------
+# Tokenise + shingle (algorithms.md 4.1 "Normalise" and "Shingles")
+
+
+@dataclass(frozen=True)
+class Shingles:
+    """CSR batch of per-document shingle hashes: doc i owns values[offsets[i]:offsets[i+1]]."""
+
+    values: np.ndarray  # uint64 (or uint32 hashes in datasketch-compatible mode)
+    offsets: np.ndarray  # int64, len = n_docs + 1
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    @property
+    def sizes(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def doc(self, i: int) -> np.ndarray:
+        return self.values[self.offsets[i] : self.offsets[i + 1]]
+
+    @classmethod
+    def from_arrays(cls, arrays: Sequence[np.ndarray]) -> Shingles:
+        sizes = np.fromiter((len(a) for a in arrays), np.int64, len(arrays))
+        values = (
+            np.concatenate([np.asarray(a, U64) for a in arrays]) if arrays else np.empty(0, U64)
+        )
+        return cls(values.astype(U64, copy=False), _offsets(sizes))
+
+
+def _offsets(sizes: np.ndarray) -> np.ndarray:
+    out = np.zeros(len(sizes) + 1, np.int64)
+    np.cumsum(sizes, out=out[1:])
+    return out
+
+
+def _segment_index(offsets: np.ndarray, docs: np.ndarray) -> np.ndarray:
+    """Positions of all elements of segments `docs` (concatenated in that order)."""
+    sizes = offsets[docs + 1] - offsets[docs]
+    base = np.repeat(offsets[docs] - _offsets(sizes)[:-1], sizes)
+    return base + np.arange(base.size, dtype=np.int64)
+
+
+_ASCII_WORD = np.array([chr(i).isalnum() or i == 95 for i in range(128)])
+
+
+def _word_mask(cp: np.ndarray) -> np.ndarray:
+    """Python `re` `\\w` per code point: str.isalnum() or '_' (table for ASCII, one
+    Python call per *distinct* non-ASCII code point of the batch)."""
+    word = _ASCII_WORD[np.minimum(cp, 127)]
+    hi = np.flatnonzero(cp >= 128)
+    if hi.size:
+        uniq, inv = np.unique(cp[hi], return_inverse=True)
+        ok = np.fromiter((chr(c).isalnum() for c in uniq.tolist()), bool, len(uniq))
+        word[hi] = ok[inv]
+    return word
+
+
+def tokenize(text: str) -> list[str]:
+    """Reference tokeniser (the sample ground truth): `re.findall(r"\\w+", text.lower())`."""
+    import re
+
+    return re.findall(r"\w+", text.lower())
+
+
+def _tokens(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Vectorised `tokenize` over a batch.
+
+    Returns (cp, idx, starts, tok_off): code points of the lower-cased batch, positions
+    of word characters in `cp`, token starts within `idx`, and per-doc token offsets.
+    """
+    low = [t.lower() for t in texts]  # per-document Python only
+    lens = np.fromiter(map(len, low), np.int64, len(low))
+    # '\n' (not a word char) separates documents, so no token spans two of them.
+    cp = np.frombuffer("\n".join(low).encode("utf-32-le", "surrogatepass"), dtype=U32)
+    doc_start = _offsets(lens + 1)[:-1]
+    idx = np.flatnonzero(_word_mask(cp))
+    brk = np.ones(idx.size, bool)
+    brk[1:] = idx[1:] != idx[:-1] + 1
+    starts = np.flatnonzero(brk)
+    doc_of_tok = np.searchsorted(doc_start, idx[starts], side="right") - 1
+    tok_off = _offsets(np.bincount(doc_of_tok, minlength=len(texts)))
+    return cp, idx, starts, tok_off
+
+
+def _hash_tokens(cp: np.ndarray, idx: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """Token hashes = `token_hash` of every token, vectorised over all code points."""
+    if starts.size == 0:
+        return np.empty(0, U64)
+    tlen = np.diff(starts, append=idx.size)
+    pos = np.arange(idx.size, dtype=np.int64) - np.repeat(starts, tlen)
+    contrib = cp[idx].astype(U64) * _char_mult(int(tlen.max()))[pos]
+    acc = np.add.reduceat(contrib, starts) + tlen.astype(U64) * _LEN_MULT
+    return fmix64(acc)
+
+
+def _ngrams(values: np.ndarray, off: np.ndarray, n: int) -> Shingles:
+    """Hash every window of n consecutive `values` within each document (`gram_hash`).
+
+    A document with 0 < L < n elements gets one shingle of all L elements (text-dedup's
+    rule, algorithms.md 4.1); an empty document gets none.
+    """
+    size = np.diff(off)
+    per_doc = np.where(size >= n, size - n + 1, np.minimum(size, 1))
+    sh_off = _offsets(per_doc)
+    total = int(sh_off[-1])
+    start = np.repeat(off[:-1] - sh_off[:-1], per_doc) + np.arange(total, dtype=np.int64)
+    klen = np.repeat(np.minimum(size, n), per_doc)
+    short = bool((klen < n).any())
+    padded = np.concatenate([values.astype(U64, copy=False), np.zeros(n, U64)])
+    acc = klen.astype(U64) * _LEN_MULT
+    for k, mult in enumerate(_gram_mult(n)):  # n vectorised passes (rolling combine)
+        term = padded[start + k] * mult
+        if short:
+            term[klen <= k] = 0
+        acc += term
+    return Shingles(fmix64(acc), sh_off)
+
+
+def shingle_hashes(
+    texts: Sequence[str], ngram: int = 5, unit: Literal["word", "char"] = "word"
+) -> Shingles:
+    """64-bit shingle hashes of a batch of texts (algorithms.md 4.1).
+
+    Tokens are exactly `re.findall(r"\\w+", text.lower())` (the sample ground truth).
+    - unit="word": word n-grams; hash = gram_hash(token_hash of each token).
+    - unit="char": character n-grams of the tokens joined by single spaces (so punctuation
+      and whitespace runs are normalised away); hash = gram_hash(code points).
+    Fewer than `ngram` units -> one shingle of all of them; no tokens -> no shingles.
+    """
+    if ngram < 1:
+        raise ValueError("ngram must be >= 1")
+    cp, idx, starts, tok_off = _tokens(texts)
+    if unit == "word":
+        return _ngrams(_hash_tokens(cp, idx, starts), tok_off, ngram)
+    if unit != "char":
+        raise ValueError(f"unit must be 'word' or 'char', got {unit!r}")
+    # Normalised stream: the tokens of a doc joined by one space. Word char i of global
+    # token t lands at i + t - (non-empty docs before its doc): t spaces so far, minus
+    # the one not inserted before each earlier doc's first token.
+    ntok = np.diff(tok_off)
+    is_start = np.zeros(idx.size, bool)
+    is_start[starts] = True
+    tok_id = np.cumsum(is_start) - 1
+    doc_of_tok = np.repeat(np.arange(len(ntok)), ntok)
+    nonempty_before = _offsets(ntok > 0)[:-1]
+    out_pos = np.arange(idx.size) + tok_id - nonempty_before[doc_of_tok[tok_id]]
+    spaces = np.maximum(ntok - 1, 0)
+    ends = np.append(starts, idx.size)  # word chars before token t: ends[t]
+    chars = ends[tok_off[1:]] - ends[tok_off[:-1]] + spaces
+    stream = np.full(int(chars.sum()), 32, U64)
+    stream[out_pos] = cp[idx]
+    return _ngrams(stream, _offsets(chars), ngram)
+
+
+# --------------------------------------------------------------------------------------
+# Signatures (Broder 1997; datasketch 2.0 "affine32" permutation scheme)
+
+
+def permutations(num_perm: int = 128, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """The (a, b) of datasketch 2.0 `MinHash(num_perm, seed, scheme="affine32")`:
+    h -> a*h + b mod 2^32 with a odd (a bijection), drawn from RandomState(seed)."""
+    gen = np.random.RandomState(seed)
+    a = gen.randint(0, 1 << 31, num_perm, dtype=U32) * U32(2) + U32(1)
+    b = gen.randint(0, 1 << 32, num_perm, dtype=U32)
+    return a, b
+
+
+def signatures(
+    shingles: Shingles | Sequence[np.ndarray],
+    num_perm: int = 128,
+    seed: int = 1,
+    *,
+    chunk_shingles: int = 32768,
+    chunk_perms: int = 16,
+) -> np.ndarray:
+    """MinHash signatures, uint32 [n_docs, num_perm] (algorithms.md 4.1 "Signature").
+
+    sig[d, k] = min over shingles x of d of (a_k * fmix32(x mod 2^32) + b_k) mod 2^32, the
+    datasketch 2.0 affine32 scheme: with 32-bit hashes from datasketch's `hashfunc`
+    (see `datasketch_shingles`) the result equals `MinHash(num_perm, seed).hashvalues`.
+    An empty document gets all 0xFFFFFFFF (datasketch's empty value). Work is chunked to
+    ~chunk_shingles x chunk_perms uint32 (2 MiB by default, cache-sized) per pass.
+    """
+    if not isinstance(shingles, Shingles):
+        shingles = Shingles.from_arrays(shingles)
+    a, b = permutations(num_perm, seed)
+    h = fmix32((shingles.values.astype(U64, copy=False) & _MASK32).astype(U32))
+    off = shingles.offsets
+    n = len(off) - 1
+    out = np.full((n, num_perm), EMPTY, U32)
+    docs = np.flatnonzero(np.diff(off) > 0)  # reduceat needs non-empty segments
+    # Cut the non-empty docs into groups of about chunk_shingles shingles.
+    cuts = np.searchsorted(off[docs], np.arange(0, off[-1], chunk_shingles), side="right") - 1
+    cuts = np.unique(np.append(np.maximum(cuts, 0), len(docs)))
+    buf = np.empty(chunk_perms * max(chunk_shingles, 1), U32)
+    for g0, g1 in zip(cuts[:-1], cuts[1:], strict=True):
+        if g0 == g1:
+            continue
+        d = docs[g0:g1]
+        s0, s1 = off[d[0]], off[d[-1] + 1]
+        hh = h[s0:s1]
+        seg = off[d] - s0
+        m = s1 - s0
+        block = buf if buf.size >= chunk_perms * m else np.empty(chunk_perms * m, U32)
+        for p0 in range(0, num_perm, chunk_perms):
+            p1 = min(p0 + chunk_perms, num_perm)
+            view = block[: (p1 - p0) * m].reshape(p1 - p0, m)
+            np.multiply(a[p0:p1, None], hh[None, :], out=view)  # permutation-major layout:
+            np.add(view, b[p0:p1, None], out=view)  # contiguous rows, cache-sized
+            out[d, p0:p1] = np.minimum.reduceat(view, seg, axis=1).T
+    return out
+
+
+def shingle_strings(tokens: Sequence[str], ngram: int = 5) -> list[str]:
+    """Word n-grams as space-joined strings (reference / datasketch-compatible mode)."""
+    if len(tokens) < ngram:
+        return [" ".join(tokens)] if tokens else []
+    return [" ".join(tokens[i : i + ngram]) for i in range(len(tokens) - ngram + 1)]
+
+
+def sha1_hash32(data: bytes) -> int:
+    """datasketch's default `hashfunc` (first 4 bytes of SHA-1, little-endian)."""
+    return struct.unpack("<I", hashlib.sha1(data).digest()[:4])[0]
+
+
+def datasketch_shingles(
+    texts: Sequence[str], ngram: int = 5, hashfunc: Callable[[bytes], int] = sha1_hash32
+) -> Shingles:
+    """datasketch-compatible mode (slow: one Python hash call per shingle).
+
+    Shingle = UTF-8 of the space-joined word n-gram, hashed with datasketch's hashfunc;
+    `signatures()` of the result equals datasketch `MinHash(num_perm, seed)` updated with
+    the same byte strings. The fast path (`shingle_hashes`) differs only in the shingle
+    hash: a vectorised 64-bit hash of the token sequence, truncated to its low 32 bits,
+    instead of sha1_hash32 of the joined bytes; the permutations are identical.
+    """
+    arrays = [
+        np.fromiter((hashfunc(s.encode()) for s in shingle_strings(tokenize(t), ngram)), U64)
+        for t in texts
+    ]
+    return Shingles.from_arrays(arrays)
+
+
+# --------------------------------------------------------------------------------------
+# Banding (MMDS ch. 3.4; algorithms.md 4.1 "Banding", 4.2)
+
+
+def candidate_probability(s: np.ndarray | float, bands: int, rows: int) -> np.ndarray:
+    """The S-curve P(s) = 1 - (1 - s^r)^b: chance a pair of Jaccard s shares a bucket."""
+    return 1.0 - (1.0 - np.asarray(s, float) ** rows) ** bands
+
+
+def _all_band_shapes(num_perm: int) -> tuple[np.ndarray, np.ndarray]:
+    r = np.concatenate([np.full(num_perm // r, r) for r in range(1, num_perm + 1)])
+    b = np.concatenate([np.arange(1, num_perm // r + 1) for r in range(1, num_perm + 1)])
+    return b, r
+
+
+def _areas(threshold: float, b: np.ndarray, r: np.ndarray, grid: int = 2001):
+    """FP = integral_0^t P(s) ds and FN = integral_t^1 (1 - P(s)) ds (trapezoid rule)."""
+    lo = np.linspace(0.0, threshold, grid)
+    hi = np.linspace(threshold, 1.0, grid)
+    fp = np.trapezoid(1 - (1 - lo[None, :] ** r[:, None]) ** b[:, None], lo, axis=1)
+    fn = np.trapezoid((1 - hi[None, :] ** r[:, None]) ** b[:, None], hi, axis=1)
+    return fp, fn
+
+
+def choose_bands(
+    threshold: float,
+    num_perm: int = 128,
+    *,
+    min_recall: float = 0.99,
+    bands: int | None = None,
+    rows: int | None = None,
+) -> tuple[int, int]:
+    """Pick (b, r), b*r <= num_perm, for candidate generation *below* the threshold.
+
+    Rule (recall first; precision comes from verifying candidates at `threshold`):
+    among all (b, r) whose S-curve gives P(threshold) >= min_recall, take the one with the
+    smallest false-positive area FP = integral_0^threshold P(s) ds (the expected volume of
+    sub-threshold candidates to verify); ties go to fewer bands. If no shape reaches
+    min_recall, take the one with the largest P(threshold). For 0.8 / 128 this is
+    (b, r) = (16, 6): P(0.8) = 0.992, s* = (1/b)^(1/r) = 0.63.
+    Explicit `bands` and/or `rows` override the rule (a missing one is num_perm // other).
+    """
+    if not 0.0 < threshold <= 1.0:
+        raise ValueError("threshold must be in (0, 1]")
+    if bands is not None or rows is not None:
+        b = bands if bands is not None else num_perm // rows
+        r = rows if rows is not None else num_perm // bands
+        if b < 1 or r < 1 or b * r > num_perm:
+            raise ValueError(f"need bands*rows <= num_perm={num_perm}, got {b}x{r}")
+        return int(b), int(r)
+    b, r = _all_band_shapes(num_perm)
+    p_t = candidate_probability(threshold, b, r)
+    fp, _ = _areas(threshold, b, r)
+    ok = p_t >= min_recall
+    # Lexicographic: smallest FP among shapes meeting min_recall, then fewer bands.
+    i = np.lexsort((b, np.where(ok, fp, np.inf))) if ok.any() else np.lexsort((b, -p_t))
+    return int(b[i[0]]), int(r[i[0]])
+
+
+def datasketch_bands(
+    threshold: float, num_perm: int = 128, w_fp: float = 0.5, w_fn: float = 0.5
+) -> tuple[int, int]:
+    """datasketch `_optimal_param`: minimise w_fp*FP + w_fn*FN (algorithms.md 4.1/4.2).
+    For reference; its optimum leaves P(threshold) well below 1 (0.40 at 0.8/128)."""
+    b, r = _all_band_shapes(num_perm)
+    fp, fn = _areas(threshold, b, r)
+    i = int(np.argmin(w_fp * fp + w_fn * fn))
+    return int(b[i]), int(r[i])
+
+
+def band_keys(sigs: np.ndarray, bands: int, rows: int) -> np.ndarray:
+    """uint64 [n, bands]: a hash of each band's `rows` signature values, band index mixed
+    in (so equal keys mean the same band matched). Uses the first bands*rows columns."""
+    n, width = sigs.shape
+    if bands * rows > width:
+        raise ValueError(f"{bands}x{rows} bands need {bands * rows} > {width} signature values")
+    v = sigs[:, : bands * rows].reshape(n, bands, rows).astype(U64)
+    acc = np.broadcast_to(_splitmix64(np.arange(bands) + (1 << 41)), (n, bands)).copy()
+    for k, mult in enumerate(_gram_mult(rows)):
+        acc += v[:, :, k] * mult
+    return fmix64(acc)
+
+
+# --------------------------------------------------------------------------------------
+# Candidate edges, verification, components, keepers (algorithms.md 4.1 "Optional
+# verification ... connected components (union-find) and keep one document per component")
+
+
+def _dedupe_edges(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    if a.size == 0:
+        return a, b
+    o = np.lexsort((b, a))
+    a, b = a[o], b[o]
+    keep = np.ones(a.size, bool)
+    keep[1:] = (a[1:] != a[:-1]) | (b[1:] != b[:-1])
+    return a[keep], b[keep]
+
+
+def star_edges(keys: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Candidate edges from buckets, linear in bucket size: every member of a bucket
+    (rows sharing a key) is joined to the bucket's smallest row. Vectorised over all
+    buckets; output deduplicated, a < b, sorted by (a, b).
+
+    `keys`/`rows` are flat and aligned: for band keys [n, b] pass keys.ravel() and
+    np.repeat(rows, b).
+    """
+    keys = np.asarray(keys).ravel()
+    rows = np.asarray(rows, np.int64).ravel()
+    o = np.lexsort((rows, keys))
+    k, r = keys[o], rows[o]
+    first = np.ones(k.size, bool)
+    first[1:] = k[1:] != k[:-1]
+    centre = r[np.maximum.accumulate(np.where(first, np.arange(k.size), 0))]
+    e = ~first & (r != centre)
+    return _dedupe_edges(centre[e], r[e])
+
+
+def _positions(rows: np.ndarray | None, keys: np.ndarray) -> np.ndarray:
+    if rows is None:
+        return np.asarray(keys, np.int64)
+    order = np.argsort(rows, kind="stable")
+    pos = np.searchsorted(rows, keys, sorter=order)
+    return order[pos]
+
+
+def estimated_jaccard(sigs: np.ndarray, ia: np.ndarray, ib: np.ndarray) -> np.ndarray:
+    """Fraction of equal signature positions (Broder's estimator); 0 if either is empty."""
+    out = np.empty(len(ia), float)
+    step = max(1, (1 << 22) // max(sigs.shape[1], 1))
+    for i in range(0, len(ia), step):
+        sa, sb = sigs[ia[i : i + step]], sigs[ib[i : i + step]]
+        est = (sa == sb).mean(axis=1)
+        empty = (sa == EMPTY).all(axis=1) | (sb == EMPTY).all(axis=1)
+        out[i : i + step] = np.where(empty, 0.0, est)
+    return out
+
+
+def _unique_segments(sh: Shingles, docs: np.ndarray) -> Shingles:
+    """Sorted, de-duplicated shingle sets of `docs` (CSR in the order of `docs`)."""
+    sizes = sh.offsets[docs + 1] - sh.offsets[docs]
+    vals = sh.values[_segment_index(sh.offsets, docs)]
+    owner = np.repeat(np.arange(len(docs)), sizes)
+    o = np.lexsort((vals, owner))
+    vals, owner = vals[o], owner[o]
+    keep = np.ones(vals.size, bool)
+    keep[1:] = (vals[1:] != vals[:-1]) | (owner[1:] != owner[:-1])
+    return Shingles(vals[keep], _offsets(np.bincount(owner[keep], minlength=len(docs))))
+
+
+def exact_jaccard(
+    sh: Shingles, ia: np.ndarray, ib: np.ndarray, *, max_elements: int = 1 << 23
+) -> np.ndarray:
+    """Exact Jaccard |A & B| / |A | B| of the shingle-hash *sets* of docs ia[i], ib[i].
+
+    Vectorised: each pair's two sorted sets are concatenated and sorted together and
+    adjacent equal values counted; memory is bounded by chunking pairs to about
+    `max_elements` values. Two empty sets score 0 (never duplicates).
+    """
+    ia, ib = np.asarray(ia, np.int64), np.asarray(ib, np.int64)
+    out = np.zeros(ia.size, float)
+    if ia.size == 0:
+        return out
+    docs, inv = np.unique(np.concatenate([ia, ib]), return_inverse=True)
+    u = _unique_segments(sh, docs)
+    ua, ub = inv[: ia.size], inv[ia.size :]
+    na, nb = np.diff(u.offsets)[ua], np.diff(u.offsets)[ub]
+    cum = np.cumsum(na + nb)
+    lo = 0
+    while lo < ia.size:
+        base = cum[lo - 1] if lo else 0
+        hi = max(lo + 1, int(np.searchsorted(cum, base + max_elements, "right")))
+        pa_, pb_ = ua[lo:hi], ub[lo:hi]
+        vals = np.concatenate(
+            [u.values[_segment_index(u.offsets, pa_)], u.values[_segment_index(u.offsets, pb_)]]
+        )
+        pair = np.concatenate(
+            [np.repeat(np.arange(hi - lo), na[lo:hi]), np.repeat(np.arange(hi - lo), nb[lo:hi])]
+        )
+        o = np.lexsort((vals, pair))
+        vals, pair = vals[o], pair[o]
+        same = (vals[1:] == vals[:-1]) & (pair[1:] == pair[:-1])
+        inter = np.bincount(pair[1:][same], minlength=hi - lo)
+        union = na[lo:hi] + nb[lo:hi] - inter
+        out[lo:hi] = np.divide(inter, union, out=np.zeros(hi - lo), where=union > 0)
+        lo = hi
+    return out
+
+
+def verify_edges(
+    a: np.ndarray,
+    b: np.ndarray,
+    threshold: float,
+    *,
+    shingles: Shingles | None = None,
+    sigs: np.ndarray | None = None,
+    rows: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Keep candidate edges whose Jaccard >= threshold; returns (a, b, jaccard) kept.
+
+    Exact Jaccard of the shingle-hash sets when `shingles` is given (the default in the
+    operator), else the signature estimate. `rows` maps row keys to positions in
+    `shingles`/`sigs` (positions are the keys when it is None).
+    """
+    ia, ib = _positions(rows, a), _positions(rows, b)
+    if shingles is not None:
+        j = exact_jaccard(shingles, ia, ib)
+    elif sigs is not None:
+        j = estimated_jaccard(sigs, ia, ib)
+    else:
+        raise ValueError("verify_edges needs shingles (exact) or sigs (estimate)")
+    keep = j >= threshold
+    return np.asarray(a)[keep], np.asarray(b)[keep], j[keep]
+
+
+def connected_components(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Components of the graph on the rows appearing in edges (a, b).
+
+    Returns (rows, component) sorted by row, component = the smallest row key of the
+    component. Memory is O(distinct rows in edges), not O(corpus). Vectorised
+    union-find: hook every root to the smaller root across each edge, then compress
+    paths by pointer jumping; repeat until every edge is inside one tree.
+    """
+    nodes, inv = np.unique(np.concatenate([a, b]).astype(np.int64), return_inverse=True)
+    ea, eb = inv[: len(a)], inv[len(a) :]
+    parent = np.arange(nodes.size)
+    while True:
+        pa_, pb_ = parent[ea], parent[eb]
+        diff = pa_ != pb_
+        if not diff.any():
+            break
+        hi, lo = np.maximum(pa_[diff], pb_[diff]), np.minimum(pa_[diff], pb_[diff])
+        np.minimum.at(parent, hi, lo)  # roots only hook to smaller roots: no cycles
+        while True:
+            grand = parent[parent]
+            if np.array_equal(grand, parent):
+                break
+            parent = grand
+        ea, eb = ea[diff], eb[diff]
+    # Every child has a larger index than its parent, so a root is its tree's minimum.
+    return nodes, nodes[parent]
+
+
+def choose_keepers(
+    rows: np.ndarray, component: np.ndarray, length: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """One keeper per component: the longest text (character count), ties -> smallest row.
+
+    Returns (dropped, kept_by): each non-kept row and its component's keeper row.
+    """
+    rows, component = np.asarray(rows, np.int64), np.asarray(component, np.int64)
+    o = np.lexsort((rows, -np.asarray(length, np.int64), component))
+    r, c = rows[o], component[o]
+    first = np.ones(r.size, bool)
+    first[1:] = c[1:] != c[:-1]
+    keeper = r[np.maximum.accumulate(np.where(first, np.arange(r.size), 0))]
+    return r[~first], keeper[~first]
+
+
+# --------------------------------------------------------------------------------------
+# Composition for one in-memory batch
+
+
+def find_near_duplicates(
+    texts: Sequence[str],
+    rows: np.ndarray | None = None,
+    *,
+    threshold: float = 0.8,
+    num_perm: int = 128,
+    seed: int = 1,
+    ngram: int = 5,
+    unit: Literal["word", "char"] = "word",
+    bands: int | None = None,
+    band_rows: int | None = None,
+    verify: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """All steps on one batch; returns (dropped rows, their keeper rows)."""
+    rows = np.arange(len(texts), dtype=np.int64) if rows is None else np.asarray(rows, np.int64)
+    sh = shingle_hashes(texts, ngram, unit)
+    sigs = signatures(sh, num_perm, seed)
+    b, r = choose_bands(threshold, num_perm, bands=bands, rows=band_rows)
+    keys = band_keys(sigs, b, r)
+    a, c = star_edges(keys.ravel(), np.repeat(rows, b))
+    a, c, _ = verify_edges(a, c, threshold, shingles=sh if verify else None, sigs=sigs, rows=rows)
+    nodes, comp = connected_components(a, c)
+    length = np.fromiter(map(len, texts), np.int64, len(texts))[_positions(rows, nodes)]
+    return choose_keepers(nodes, comp, length)

@@ -1,0 +1,51 @@
+"""Shared fixtures: one embedded Ray per test session, and small shard builders."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLES = REPO.parent / "shared" / "data" / "samples"
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """Start Ray once (2 CPUs, small object store) and always shut it down."""
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    import ray
+
+    ray.init(address="local", num_cpus=2, object_store_memory=512 * 1024 * 1024,
+             include_dashboard=False, log_to_driver=False)
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+
+
+def write_parquet(path: Path, rows: list[dict], schema: pa.Schema | None = None) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), path)
+    return path
+
+
+def write_jsonl(path: Path, lines: list[bytes | str | dict]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("wb") as f:
+        for line in lines:
+            if isinstance(line, dict):
+                line = json.dumps(line)
+            f.write(line if isinstance(line, bytes) else line.encode())
+            f.write(b"\n")
+    return path
+
+
+def recipe_text(input_glob: str, out: str, steps: str = "", extra: str = "") -> str:
+    return (f"name: test\ninput: {{path: '{input_glob}'{extra}}}\n"
+            f"output: {{path: '{out}', rows_per_shard: 3}}\n"
+            f"steps:\n{steps or '  []'}\n")
