@@ -41,9 +41,12 @@ def atomic_write(table: pa.Table, path: Path, compression: str = "zstd") -> None
     """Write `table` to `path` via a temporary file and a rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    pq.write_table(table.replace_schema_metadata(None), tmp,
-                   compression=None if compression == "none" else compression)
-    os.replace(tmp, path)
+    try:
+        pq.write_table(table.replace_schema_metadata(None), tmp,
+                       compression=None if compression == "none" else compression)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 class ShardWriter:

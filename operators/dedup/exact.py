@@ -82,7 +82,7 @@ class ExactDedup(GlobalOperator):
             pc.if_else(mask, "exact_duplicate", none),
             pc.if_else(mask, kept_ids, none),
             {
-                "text_hash": pc.utf8_lpad(pa.array([f"{k:x}" for k in keys.tolist()]), 16, "0"),
+                "text_hash": pa.array([f"{k:016x}" for k in keys.tolist()], pa.string()),
                 "copies": pa.array(copies, pa.float64()),
             },
         )
