@@ -3,8 +3,8 @@
     .venv/bin/python benchmarks/quickstart_overhead.py [RECIPE] [--input GLOB] [--repeat 3]
 
 "direct" reads the same shards into the same batches and calls each operator's
-functions in this process (global stages on the concatenated live rows): the cost of
-the maths alone. "ray" is the full run: embedded Ray, Ray Data plan, sorts, writing
+functions in this process (`pipelines.inprocess`, global stages on all rows at once):
+the cost of the maths alone. "ray" is the full run: embedded Ray, Ray Data plan, sorts, writing
 shards and stats. Ray is started once before timing; its start-up is reported apart.
 """
 
@@ -16,15 +16,10 @@ import statistics
 import tempfile
 import time
 
-import pyarrow as pa
-import pyarrow.compute as pc
-
 from curate.recipe import load_recipe
-from operators.base import GlobalOperator, MapOperator
-from pipelines import columns as C
+from pipelines.inprocess import run_operators
 from pipelines.reader import read_shard
 from pipelines.shards import discover
-from pipelines.steps import apply_step
 
 
 def direct(loaded) -> tuple[float, float, int]:
@@ -35,24 +30,7 @@ def direct(loaded) -> tuple[float, float, int]:
     batches = [b for s in shards for b in read_shard(s, inp.text_column, inp.id_column,
                                                        inp.max_doc_bytes, inp.batch_rows)]
     t1 = time.perf_counter()
-    for step, op in enumerate(loaded.operators, start=1):
-        if isinstance(op, MapOperator):
-            op.setup()
-            batches = [apply_step(b, op.process, op, step, last_stage=True) for b in batches]
-        elif isinstance(op, GlobalOperator):
-            stages = op.stages()
-            temp = tuple(s.group_by for s in stages if s.group_by)
-            for i, stage in enumerate(stages):
-                last = i == len(stages) - 1
-                if stage.group_by:  # every group in one call: the whole table
-                    whole = pa.concat_tables(batches)
-                    key = whole[stage.group_by]
-                    whole = whole.set_column(whole.schema.get_field_index(stage.group_by),
-                                             stage.group_by, pc.coalesce(
-                                                 key, pc.cast(whole[C.ORDER], key.type)))
-                    batches = [apply_step(whole, stage.fn, op, step, last, temp)]
-                else:
-                    batches = [apply_step(b, stage.fn, op, step, last, temp) for b in batches]
+    run_operators(batches, loaded.operators)
     t2 = time.perf_counter()
     return t1 - t0, t2 - t1, sum(s.rows for s in shards)
 

@@ -102,18 +102,33 @@ class MapOperator(Operator):
         raise NotImplementedError
 
 
+StageKind = Literal["map", "grouped", "emit", "reduce", "resolve"]
+
+
 @dataclass(frozen=True)
 class Stage:
-    """One pure step of a global operator.
+    """One pure step of a global operator. Kinds:
 
-    With `group_by` unset, `fn` is applied to arbitrary batches (a map stage). With
-    `group_by` set, the pipeline regroups rows so each call sees *every* row sharing a
-    value of that column (possibly several such groups per call).
+    - `map`: fn(rows) -> BatchResult, on any batch of the live rows;
+    - `grouped`: the same, but each call sees every row sharing a value of `key`;
+    - `emit`: fn(rows) -> pa.Table of side records (e.g. one per row and LSH band);
+    - `reduce`: fn(side) -> pa.Table, each call seeing whole groups of side[`key`];
+    - `resolve`: fn(side, rows) -> pa.Table keyed by `_order`, called once with *all* side
+      records and, for every `_order` named in the side columns `refs`, that row's
+      `columns`. Its output columns are attached to those rows (null elsewhere) for
+      the next `map` stage to read. Memory is bounded by the side records, which a
+      well-designed operator keeps proportional to the rows it must decide on.
+
+    Columns an operator adds to rows should start with `_`; they are dropped after its
+    last stage (signals are kept).
     """
 
     name: str
-    fn: Callable[[pa.Table], BatchResult]
-    group_by: str | None = None
+    fn: Callable
+    kind: StageKind = "map"
+    key: str | None = None
+    refs: tuple[str, ...] = ()
+    columns: tuple[str, ...] = ()
 
 
 class GlobalOperator(Operator):

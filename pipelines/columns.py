@@ -7,6 +7,8 @@ the final writer can account for every input row. Step 0 is input validation.
 
 from __future__ import annotations
 
+import re
+
 import pyarrow as pa
 
 from operators.base import ORDER_COLUMN
@@ -45,3 +47,9 @@ def order_values(shard: int, first_row: int, n: int) -> pa.Array:
 
 def is_internal(name: str) -> bool:
     return name.startswith("_")
+
+
+def is_temporary(name: str) -> bool:
+    """A column a global operator added for its own later stages."""
+    return (name.startswith("_") and name not in BOOKKEEPING
+            and parse_signal_column(name) is None and not re.fullmatch(r"_t\d+", name))

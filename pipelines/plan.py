@@ -1,21 +1,25 @@
 """Turning a list of operators into a Ray Data plan.
 
-read shards -> one `map_batches` per map operator (actor pool if model-backed) ->
-each global operator's stages (a sort by key before grouped stages) -> sort by
-shard -> write. No stage gathers the corpus into one process.
+read shards -> one `map_batches` per map operator (an actor pool if model-backed) ->
+each global operator's stages -> sort by shard -> write. Grouped stages sort by their
+key first; side records (emit/reduce) live in their own dataset; a resolve stage
+gathers only the side records and the rows they name. No stage gathers the corpus.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
+from collections import defaultdict
 from functools import partial
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import ray
 import ray.data
 from ray.data.context import DataContext, ShuffleStrategy
 
-from operators.base import BatchResult, GlobalOperator, MapOperator, Operator
+from operators.base import ORDER_COLUMN, GlobalOperator, MapOperator, Operator, Stage
 from pipelines import columns as C
 from pipelines.reader import read_shard
 from pipelines.shards import Shard
@@ -48,9 +52,118 @@ class MapStep:
         return apply_step(batch, self.op.process, self.op, self.step, last_stage=True)
 
 
-def _stage_fn(batch: pa.Table, fn: Callable[[pa.Table], BatchResult], op: Operator, step: int,
-              last: bool, temp: tuple[str, ...]) -> pa.Table:
-    return apply_step(batch, fn, op, step, last_stage=last, temp_columns=temp)
+class Plan:
+    """Builds the dataset step by step; `driver_seconds` records resolve-stage time."""
+
+    def __init__(self, concurrency: int | None) -> None:
+        self.concurrency = concurrency
+        self.driver_seconds: dict[int, float] = defaultdict(float)
+
+    def read(self, shards: list[Shard], reader: ReadShards) -> ray.data.Dataset:
+        ds = ray.data.from_items([{"shard": s.index} for s in shards],
+                                 override_num_blocks=max(1, len(shards)))
+        return ds.map_batches(reader, batch_size=1, concurrency=self.concurrency)
+
+    def map_op(self, ds: ray.data.Dataset, op: MapOperator, step: int) -> ray.data.Dataset:
+        if op.uses_actor:
+            return ds.map_batches(MapStep, fn_constructor_args=(op, step), batch_format="pyarrow",
+                                  compute=ray.data.ActorPoolStrategy(size=self.concurrency or 1),
+                                  num_cpus=ACTOR_CPUS)
+        return ds.map_batches(MapStep(op, step), batch_format="pyarrow",
+                              concurrency=self.concurrency)
+
+    def global_op(self, ds: ray.data.Dataset, op: GlobalOperator, step: int) -> ray.data.Dataset:
+        stages = op.stages()
+        side: ray.data.Dataset | None = None
+        for i, stage in enumerate(stages):
+            last = i == len(stages) - 1
+            fn = partial(apply_step, fn=stage.fn, op=op, step=step, last_stage=last)
+            if stage.kind == "map":
+                ds = ds.map_batches(fn, batch_format="pyarrow", concurrency=self.concurrency)
+            elif stage.kind == "grouped":
+                ds = ds.map_batches(partial(_spread_dead_rows, key=stage.key),
+                                    batch_format="pyarrow")
+                ds = _regroup(ds, stage.key).map_batches(fn, batch_size=None,
+                                                         batch_format="pyarrow")
+            elif stage.kind == "emit":
+                ds = ds.materialize()  # rows are read again after the resolve stage
+                side = ds.map_batches(partial(_emit, fn=stage.fn), batch_format="pyarrow")
+            elif stage.kind == "reduce":
+                side = _regroup(side, stage.key).map_batches(stage.fn, batch_size=None,
+                                                             batch_format="pyarrow")
+            elif stage.kind == "resolve":
+                ds = self._resolve(ds, side, stage, step)
+            else:
+                raise ValueError(f"{op.name}: unknown stage kind {stage.kind!r}")
+        return ds
+
+    def _resolve(self, ds: ray.data.Dataset, side: ray.data.Dataset, stage: Stage,
+                 step: int) -> ray.data.Dataset:
+        start = time.perf_counter()
+        records = _gather(side)
+        orders = np.unique(np.concatenate(
+            [records[r].to_numpy(zero_copy_only=False) for r in stage.refs] or [np.empty(0)]
+        )).astype(np.int64)
+        wanted = ray.put(orders)
+        rows = _gather(ds.map_batches(partial(_select, orders=wanted, columns=stage.columns),
+                                      batch_format="pyarrow"))
+        decisions = stage.fn(records, rows).sort_by(ORDER_COLUMN)
+        self.driver_seconds[step] += time.perf_counter() - start
+        return ds.map_batches(partial(_attach, decisions=ray.put(decisions)),
+                              batch_format="pyarrow")
+
+    def write(self, ds: ray.data.Dataset, writer: ShardWriter) -> ray.data.Dataset:
+        return _regroup(ds, C.SHARD).map_batches(writer, batch_size=None, batch_format="pyarrow")
+
+
+def build(shards: list[Shard], operators: list[Operator], writer: ShardWriter, *,
+          text_column: str, id_column: str, max_doc_bytes: int, batch_rows: int,
+          concurrency: int | None) -> tuple[ray.data.Dataset, Plan]:
+    plan = Plan(concurrency)
+    ds = plan.read(shards, ReadShards(shards, text_column, id_column, max_doc_bytes, batch_rows))
+    for step, op in enumerate(operators, start=1):
+        if isinstance(op, MapOperator):
+            ds = plan.map_op(ds, op, step)
+        elif isinstance(op, GlobalOperator):
+            ds = plan.global_op(ds, op, step)
+        else:
+            raise TypeError(f"{op.name} is neither a map nor a global operator")
+    return plan.write(ds, writer), plan
+
+
+def _live(batch: pa.Table) -> pa.Table:
+    return batch.filter(pc.is_null(batch[C.DROP_STEP]))
+
+
+def _emit(batch: pa.Table, fn) -> pa.Table:
+    return fn(_live(batch))
+
+
+def _select(batch: pa.Table, orders: np.ndarray, columns: tuple[str, ...]) -> pa.Table:
+    live = _live(batch)
+    mask = np.isin(live[C.ORDER].to_numpy(), orders)
+    return live.filter(pa.array(mask)).select([C.ORDER, *columns])
+
+
+def _attach(batch: pa.Table, decisions: pa.Table) -> pa.Table:
+    """Left-join the resolve stage's columns onto the rows by `_order`."""
+    keys = decisions[C.ORDER].to_numpy()
+    order = batch[C.ORDER].to_numpy()
+    pos = np.searchsorted(keys, order).clip(max=max(len(keys) - 1, 0))
+    found = (keys[pos] == order) if len(keys) else np.zeros(len(order), bool)
+    index = pa.array(np.where(found, pos, 0), mask=~found) if len(keys) else None
+    for name in decisions.column_names:
+        if name == C.ORDER:
+            continue
+        col = decisions[name].combine_chunks()
+        values = pc.take(col, index) if index is not None else pa.nulls(len(order), col.type)
+        batch = batch.append_column(name, values)
+    return batch
+
+
+def _gather(ds: ray.data.Dataset) -> pa.Table:
+    tables = [t for t in ray.get(ds.to_arrow_refs()) if t.num_rows]
+    return pa.concat_tables(tables, promote_options="permissive") if tables else pa.table({})
 
 
 def _spread_dead_rows(batch: pa.Table, key: str) -> pa.Table:
@@ -59,41 +172,6 @@ def _spread_dead_rows(batch: pa.Table, key: str) -> pa.Table:
     filler = pc.cast(batch[C.ORDER], values.type)
     return batch.set_column(batch.schema.get_field_index(key), key,
                             pc.coalesce(values, filler))
-
-
-def build(shards: list[Shard], operators: list[Operator], writer: ShardWriter, *,
-          text_column: str, id_column: str, max_doc_bytes: int, batch_rows: int,
-          concurrency: int | None) -> ray.data.Dataset:
-    ds = ray.data.from_items([{"shard": s.index} for s in shards],
-                             override_num_blocks=max(1, len(shards)))
-    ds = ds.map_batches(ReadShards(shards, text_column, id_column, max_doc_bytes, batch_rows),
-                        batch_size=1, concurrency=concurrency)
-    for step, op in enumerate(operators, start=1):
-        if isinstance(op, MapOperator):
-            if op.uses_actor:
-                ds = ds.map_batches(MapStep, fn_constructor_args=(op, step), batch_format="pyarrow",
-                                    compute=ray.data.ActorPoolStrategy(size=concurrency or 1),
-                                    num_cpus=ACTOR_CPUS)
-            else:
-                ds = ds.map_batches(MapStep(op, step), batch_format="pyarrow",
-                                    concurrency=concurrency)
-        elif isinstance(op, GlobalOperator):
-            stages = op.stages()
-            temp = tuple(s.group_by for s in stages if s.group_by)
-            for i, stage in enumerate(stages):
-                fn = partial(_stage_fn, fn=stage.fn, op=op, step=step,
-                             last=i == len(stages) - 1, temp=temp)
-                if stage.group_by:
-                    ds = ds.map_batches(partial(_spread_dead_rows, key=stage.group_by),
-                                        batch_format="pyarrow")
-                    ds = _regroup(ds, stage.group_by)
-                    ds = ds.map_batches(fn, batch_size=None, batch_format="pyarrow")
-                else:
-                    ds = ds.map_batches(fn, batch_format="pyarrow", concurrency=concurrency)
-        else:
-            raise TypeError(f"{op.name} is neither a map nor a global operator")
-    ds = _regroup(ds, C.SHARD)
-    return ds.map_batches(writer, batch_size=None, batch_format="pyarrow")
 
 
 def _regroup(ds: ray.data.Dataset, key: str) -> ray.data.Dataset:
@@ -106,3 +184,5 @@ def _regroup(ds: ray.data.Dataset, key: str) -> ray.data.Dataset:
     """
     DataContext.get_current().shuffle_strategy = ShuffleStrategy.SORT_SHUFFLE_PULL_BASED
     return ds.sort(key)
+
+

@@ -57,7 +57,7 @@ def run(recipe, operators: list[Operator], recipe_yaml: str,
             with ray_session(ex.address, ex.num_cpus, ex.object_store_mb):
                 writer = ShardWriter(shards, steps, run_id, str(run_dir), inp.id_column,
                                      outp.rows_per_shard, outp.compression)
-                ds = plan.build(shards, operators, writer, text_column=inp.text_column,
+                ds, built = plan.build(shards, operators, writer, text_column=inp.text_column,
                                 id_column=inp.id_column, max_doc_bytes=inp.max_doc_bytes,
                                 batch_rows=inp.batch_rows, concurrency=ex.concurrency)
                 summaries = []
@@ -66,7 +66,7 @@ def run(recipe, operators: list[Operator], recipe_yaml: str,
                     if progress:
                         progress(len(summaries), sum(1 for s in shards if s.rows),
                                  sum(s["kept"] for s in summaries))
-            ops = funnel(shards, summaries, steps)
+            ops = funnel(shards, summaries, steps, built.driver_seconds)
             write_ops(run_dir, run_id, ops)
             publish(run_dir / "staging", out)
             status = "succeeded"

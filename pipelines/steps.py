@@ -22,7 +22,7 @@ _KINDS = {"num": pa.float64(), "text": pa.string()}
 
 
 def apply_step(batch: pa.Table, fn: Callable[[pa.Table], BatchResult], op: Operator,
-               step: int, last_stage: bool, temp_columns: tuple[str, ...] = ()) -> pa.Table:
+               step: int, last_stage: bool) -> pa.Table:
     """Run `fn` on the live rows of `batch` as step `step`; return all rows."""
     start = time.perf_counter()
     live_mask = pc.is_null(batch[C.DROP_STEP])
@@ -51,7 +51,7 @@ def apply_step(batch: pa.Table, fn: Callable[[pa.Table], BatchResult], op: Opera
         else:
             out = out.append_column(name, pc.cast(values, _KINDS[kind]))
     if last_stage:
-        out = out.drop_columns([c for c in temp_columns if c in out.column_names])
+        out = out.drop_columns([c for c in out.column_names if C.is_temporary(c)])
 
     seconds = time.perf_counter() - start
     tcol = C.seconds_column(step)
@@ -79,7 +79,7 @@ def _concat(live: pa.Table, dead: pa.Table) -> pa.Table:
     for field in live.schema:
         if field.name not in dead.column_names:
             dead = dead.append_column(field, pa.nulls(dead.num_rows, field.type))
-    dead = dead.select(live.column_names).cast(live.schema)
+    dead = dead.select(live.column_names).cast(live.schema)  # drops dead rows' temp columns
     return pa.concat_tables([live, dead])
 
 

@@ -54,7 +54,8 @@ class ExactDedup(GlobalOperator):
     reasons = ("exact_duplicate",)
 
     def stages(self) -> list[Stage]:
-        return [Stage("hash", self.hash), Stage("decide", self.decide, group_by=KEY_COLUMN)]
+        return [Stage("hash", self.hash),
+                Stage("decide", self.decide, kind="grouped", key=KEY_COLUMN)]
 
     def hash(self, batch: pa.Table) -> BatchResult:
         p: ExactParams = self.params

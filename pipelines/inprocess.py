@@ -1,0 +1,56 @@
+"""The same step semantics as `pipelines.plan`, in this process and without Ray.
+
+The reference for "operators called directly" in benchmarks, and a way to test a
+global operator's stages on a list of batches. Grouped and reduce stages see the whole
+(small) input at once, which trivially satisfies "whole groups per call".
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import pyarrow as pa
+
+from operators.base import GlobalOperator, MapOperator, Operator
+from pipelines import columns as C
+from pipelines import plan
+from pipelines.steps import apply_step
+
+
+def run_operators(batches: list[pa.Table], operators: list[Operator]) -> list[pa.Table]:
+    """Apply `operators` (steps 1..n) to carried batches from `pipelines.reader`."""
+    for step, op in enumerate(operators, start=1):
+        if isinstance(op, MapOperator):
+            op.setup()
+            batches = [apply_step(b, op.process, op, step, last_stage=True) for b in batches]
+            continue
+        if not isinstance(op, GlobalOperator):
+            raise TypeError(f"{op.name} is neither a map nor a global operator")
+        stages = op.stages()
+        side: pa.Table | None = None
+        for i, stage in enumerate(stages):
+            fn = partial(apply_step, fn=stage.fn, op=op, step=step,
+                         last_stage=i == len(stages) - 1)
+            if stage.kind == "map":
+                batches = [fn(b) for b in batches]
+            elif stage.kind == "grouped":
+                whole = _concat([plan._spread_dead_rows(b, stage.key) for b in batches])
+                batches = [fn(whole)]
+            elif stage.kind == "emit":
+                side = _concat([stage.fn(plan._live(b)) for b in batches])
+            elif stage.kind == "reduce":
+                side = stage.fn(side)
+            elif stage.kind == "resolve":
+                import numpy as np
+
+                orders = np.unique(np.concatenate(
+                    [side[r].to_numpy(zero_copy_only=False) for r in stage.refs]
+                    or [np.empty(0)])).astype(np.int64)
+                rows = _concat([plan._select(b, orders, stage.columns) for b in batches])
+                decisions = stage.fn(side, rows).sort_by(C.ORDER)
+                batches = [plan._attach(b, decisions) for b in batches]
+    return batches
+
+
+def _concat(tables: list[pa.Table]) -> pa.Table:
+    return pa.concat_tables(tables, promote_options="permissive")
