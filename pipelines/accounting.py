@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
+
 from pipelines.errors import AccountingError
 from pipelines.shards import Shard
 from pipelines.writer import StepInfo
 
 
 def funnel(shards: list[Shard], summaries: list[dict], steps: list[StepInfo],
-           driver_seconds: dict[int, float] | None = None) -> list[dict]:
+           driver_seconds: dict[int, float] | None = None,
+           metrics: dict[int, dict] | None = None) -> list[dict]:
     """One dict per step: rows_in, rows_out, rows_dropped, seconds; raises on any loss.
 
     Per shard the writer already proved rows == input rows with no duplicate; here the
@@ -33,7 +36,8 @@ def funnel(shards: list[Shard], summaries: list[dict], steps: list[StepInfo],
         rows.append({"step": step.index, "op": step.op, "name": step.name, "rows_in": rows_in,
                      "rows_out": out, "rows_dropped": dropped,
                      "seconds": sum(s["seconds"][step.index] for s in summaries)
-                     + (driver_seconds or {}).get(step.index, 0.0)})
+                     + (driver_seconds or {}).get(step.index, 0.0),
+                     "metrics": json.dumps((metrics or {}).get(step.index, {}), sort_keys=True)})
         rows_in = out
     kept = sum(s["kept"] for s in summaries)
     if kept != rows_in:

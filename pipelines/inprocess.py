@@ -17,8 +17,12 @@ from pipelines import plan
 from pipelines.steps import apply_step
 
 
-def run_operators(batches: list[pa.Table], operators: list[Operator]) -> list[pa.Table]:
-    """Apply `operators` (steps 1..n) to carried batches from `pipelines.reader`."""
+def run_operators(batches: list[pa.Table], operators: list[Operator],
+                  metrics: dict[int, dict] | None = None) -> list[pa.Table]:
+    """Apply `operators` (steps 1..n) to carried batches from `pipelines.reader`.
+
+    Resolve stages' step metrics are stored into `metrics` when given.
+    """
     for step, op in enumerate(operators, start=1):
         if isinstance(op, MapOperator):
             op.setup()
@@ -47,7 +51,10 @@ def run_operators(batches: list[pa.Table], operators: list[Operator]) -> list[pa
                     [side[r].to_numpy(zero_copy_only=False) for r in stage.refs]
                     or [np.empty(0)])).astype(np.int64)
                 rows = _concat([plan._select(b, orders, stage.columns) for b in batches])
-                decisions = stage.fn(side, rows).sort_by(C.ORDER)
+                decisions = stage.fn(side, rows)
+                if metrics is not None:
+                    metrics[step] = plan.step_metrics(decisions)
+                decisions = decisions.sort_by(C.ORDER)
                 batches = [plan._attach(b, decisions) for b in batches]
     return batches
 

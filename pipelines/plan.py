@@ -8,6 +8,7 @@ gathers only the side records and the rows they name. No stage gathers the corpu
 
 from __future__ import annotations
 
+import json
 import time
 from collections import defaultdict
 from functools import partial
@@ -58,6 +59,7 @@ class Plan:
     def __init__(self, concurrency: int | None) -> None:
         self.concurrency = concurrency
         self.driver_seconds: dict[int, float] = defaultdict(float)
+        self.metrics: dict[int, dict] = {}
 
     def read(self, shards: list[Shard], reader: ReadShards) -> ray.data.Dataset:
         ds = ray.data.from_items([{"shard": s.index} for s in shards],
@@ -104,12 +106,16 @@ class Plan:
         orders = np.unique(np.concatenate(
             [records[r].to_numpy(zero_copy_only=False) for r in stage.refs] or [np.empty(0)]
         )).astype(np.int64)
-        wanted = ray.put(orders)
-        rows = _gather(ds.map_batches(partial(_select, orders=wanted, columns=stage.columns),
+        # Passed by value (Ray Data does not resolve object refs in fn_kwargs); both are
+        # proportional to the rows in candidate pairs, not to the corpus.
+        rows = _gather(ds.map_batches(_select, fn_kwargs={"orders": orders,
+                                                          "columns": stage.columns},
                                       batch_format="pyarrow"))
-        decisions = stage.fn(records, rows).sort_by(ORDER_COLUMN)
+        decisions = stage.fn(records, rows)
+        self.metrics[step] = step_metrics(decisions)
+        decisions = decisions.sort_by(ORDER_COLUMN)
         self.driver_seconds[step] += time.perf_counter() - start
-        return ds.map_batches(partial(_attach, decisions=ray.put(decisions)),
+        return ds.map_batches(_attach, fn_kwargs={"decisions": decisions},
                               batch_format="pyarrow")
 
     def write(self, ds: ray.data.Dataset, writer: ShardWriter) -> ray.data.Dataset:
@@ -129,6 +135,12 @@ def build(shards: list[Shard], operators: list[Operator], writer: ShardWriter, *
         else:
             raise TypeError(f"{op.name} is neither a map nor a global operator")
     return plan.write(ds, writer), plan
+
+
+def step_metrics(decisions: pa.Table) -> dict:
+    """Step-level figures a resolve stage reports in its output's `curate.metrics`."""
+    raw = (decisions.schema.metadata or {}).get(b"curate.metrics")
+    return json.loads(raw) if raw else {}
 
 
 def _live(batch: pa.Table) -> pa.Table:

@@ -14,7 +14,7 @@ from pipelines.writer import atomic_write
 OPS_SCHEMA = pa.schema([
     ("run_id", pa.string()), ("step", pa.int16()), ("op", pa.string()), ("name", pa.string()),
     ("rows_in", pa.int64()), ("rows_out", pa.int64()), ("rows_dropped", pa.int64()),
-    ("seconds", pa.float64()),
+    ("seconds", pa.float64()), ("metrics", pa.string()),
 ])
 RUNS_SCHEMA = pa.schema([
     ("run_id", pa.string()), ("recipe", pa.string()), ("recipe_sha", pa.string()),

@@ -66,7 +66,7 @@ def run(recipe, operators: list[Operator], recipe_yaml: str,
                     if progress:
                         progress(len(summaries), sum(1 for s in shards if s.rows),
                                  sum(s["kept"] for s in summaries))
-            ops = funnel(shards, summaries, steps, built.driver_seconds)
+            ops = funnel(shards, summaries, steps, built.driver_seconds, built.metrics)
             write_ops(run_dir, run_id, ops)
             publish(run_dir / "staging", out)
             status = "succeeded"

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from curate.evaluation import precision_recall, predicted_pairs, true_pairs
 from curate.recipe import parse_recipe
 from curate.stats import query
 from operators.base import BatchResult, MapOperator
 from pipelines.errors import root_cause
 from pipelines.runner import run
-from tests.conftest import write_jsonl, write_parquet
+from tests.conftest import SAMPLES, write_jsonl, write_parquet
 
 pytestmark = pytest.mark.ray
 
@@ -149,3 +151,25 @@ def test_operator_that_loses_rows_fails_the_run(ray_session, messy_input, tmp_pa
     with pytest.raises(Exception) as info:
         run(loaded.recipe, [Loses(loaded.operators[0].params)], "x")
     assert "must return every input row" in str(root_cause(info.value))
+
+
+@pytest.mark.skipif(not SAMPLES.exists(), reason="shared sample corpus not present")
+def test_minhash_through_ray_matches_ground_truth(ray_session, tmp_path):
+    steps = "  - op: dedup.minhash\n    name: near\n    params: {threshold: 0.8}\n"
+    text = (f"name: t\ninput: {{path: '{SAMPLES}/corpus/*.parquet'}}\n"
+            f"output: {{path: '{tmp_path}'}}\nsteps:\n{steps}")
+    loaded = parse_recipe(text)
+    result = run(loaded.recipe, loaded.operators, text)
+    gone = query(tmp_path, "SELECT id, detail FROM dropped WHERE reason = 'near_duplicate'")
+    predicted = predicted_pairs(zip(gone["id"].to_pylist(), gone["detail"].to_pylist(),
+                                    strict=True))
+    clusters = pq.read_table(SAMPLES / "dedup_clusters.parquet")
+    truth = true_pairs(zip(clusters["id"].to_pylist(), clusters["cluster_id"].to_pylist(),
+                           strict=True))
+    precision, recall = precision_recall(predicted, truth)
+    assert precision >= 0.97 and recall >= 0.97
+    metrics = json.loads(result.ops[1]["metrics"])
+    assert metrics["rows_removed"] == result.ops[1]["rows_dropped"] == gone.num_rows
+    sizes = query(tmp_path, "SELECT max(num) AS biggest FROM signals "
+                            "WHERE key = 'component_size'").to_pylist()
+    assert sizes[0]["biggest"] >= 2

@@ -1,0 +1,156 @@
+"""dedup.minhash: near-duplicate removal by MinHash LSH (algorithms.md section 4).
+
+Stages (the pipeline runs them on Ray Data; none holds the corpus in one process):
+1. `bands` (emit): signatures of each row's word 5-gram set (Broder 1997) and one
+   record (band key, row) per LSH band (MMDS ch. 3.4 banding).
+2. `edges` (reduce, by band key): rows sharing a bucket become a star of candidate
+   edges to the bucket's smallest row, so a huge bucket costs linear, not quadratic.
+3. `components` (resolve, sees only candidate edges and their rows): edges verified by
+   exact Jaccard of the shingle sets (or the signature estimate), connected components,
+   one keeper per component: the longest text, ties by input order.
+4. `decide` (map): rows of a component other than its keeper are dropped as
+   `near_duplicate` with detail = the keeper's id.
+Bands are chosen so a pair *at* the threshold is a candidate with p >= 0.99, and
+verification then restores precision (algorithms.md 4.2: LSH at the threshold alone
+loses recall).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from pydantic import Field, model_validator
+
+from operators.base import ORDER_COLUMN, BatchResult, GlobalOperator, Params, Stage
+from operators.dedup import minhash_math as mh
+
+BAND_KEY = "_mh_band"
+_REASON, _KEPT, _COMP, _SIZE = "_mh_reason", "_mh_kept", "_mh_component", "_mh_size"
+
+
+class MinHashParams(Params):
+    threshold: float = Field(0.8, gt=0, le=1, description="Jaccard at or above which two "
+                             "documents are near-duplicates")
+    num_perm: int = Field(128, ge=16, le=1024, description="MinHash permutations per signature")
+    ngram: int = Field(5, ge=1, le=32, description="shingle size in units")
+    unit: Literal["word", "char"] = Field("word", description="shingle units: words "
+                                          "(\\w+ tokens, lower-cased) or characters")
+    bands: int | None = Field(None, ge=1, description="LSH bands (default: chosen from threshold)")
+    rows: int | None = Field(None, ge=1, description="rows per band (default: chosen)")
+    min_recall: float = Field(0.99, gt=0, lt=1, description="candidate probability required "
+                              "at the threshold when choosing bands x rows")
+    verify: Literal["exact", "estimate", "none"] = Field(
+        "exact", description="check candidates by exact shingle Jaccard, signature estimate, "
+        "or not at all (every LSH candidate counts)")
+    seed: int = Field(1, description="permutation seed (1 = datasketch's default)")
+
+    @model_validator(mode="after")
+    def _fits(self) -> MinHashParams:
+        if self.bands and self.rows and self.bands * self.rows > self.num_perm:
+            raise ValueError(f"bands x rows = {self.bands * self.rows} exceeds num_perm "
+                             f"= {self.num_perm}")
+        return self
+
+
+class MinHashDedup(GlobalOperator):
+    name = "dedup.minhash"
+    doc = "Near-duplicate removal by MinHash LSH with verification; keeps the longest per cluster."
+    Params = MinHashParams
+    signal_keys = {"component": "text", "component_size": "num"}
+    reasons = ("near_duplicate",)
+
+    def shape(self) -> tuple[int, int]:
+        p: MinHashParams = self.params
+        return mh.choose_bands(p.threshold, p.num_perm, min_recall=p.min_recall,
+                               bands=p.bands, rows=p.rows)
+
+    def stages(self) -> list[Stage]:
+        text, ident = self.ctx.text_column, self.ctx.id_column
+        return [
+            Stage("bands", self.bands_of, kind="emit"),
+            Stage("edges", edges_of_buckets, kind="reduce", key=BAND_KEY),
+            Stage("components", self.components, kind="resolve", refs=("a", "b"),
+                  columns=(text, ident)),
+            Stage("decide", self.decide),
+        ]
+
+    def bands_of(self, rows: pa.Table) -> pa.Table:
+        p: MinHashParams = self.params
+        b, r = self.shape()
+        texts = rows[self.ctx.text_column].to_pylist()
+        sigs = mh.text_signatures(texts, p.num_perm, p.seed, p.ngram, p.unit)
+        keys = mh.band_keys(sigs, b, r)
+        order = rows[ORDER_COLUMN].to_numpy()
+        return pa.table({BAND_KEY: pa.array(keys.ravel(), pa.uint64()),
+                         ORDER_COLUMN: pa.array(np.repeat(order, b), pa.int64())})
+
+    def components(self, edges: pa.Table, rows: pa.Table) -> pa.Table:
+        """Verify, connect and pick keepers; one output row per row in a component."""
+        p: MinHashParams = self.params
+        empty = edges.num_rows == 0
+        a = np.empty(0, np.int64) if empty else edges["a"].to_numpy()
+        b = np.empty(0, np.int64) if empty else edges["b"].to_numpy()
+        a, b = _unique_edges(a, b)
+        candidates = len(a)
+        order = rows[ORDER_COLUMN].to_numpy() if rows.num_rows else np.empty(0, np.int64)
+        sort = np.argsort(order)
+        order = order[sort]
+        texts = [rows[self.ctx.text_column][int(i)].as_py() for i in sort] if len(sort) else []
+        if p.verify == "exact" and candidates:
+            sh = mh.shingle_hashes(texts, p.ngram, p.unit)
+            a, b, _ = mh.verify_edges(a, b, p.threshold, shingles=sh, rows=order)
+        elif p.verify == "estimate" and candidates:
+            sigs = mh.text_signatures(texts, p.num_perm, p.seed, p.ngram, p.unit)
+            a, b, _ = mh.verify_edges(a, b, p.threshold, sigs=sigs, rows=order)
+        nodes, comp = mh.connected_components(a, b)
+        pos = np.searchsorted(order, nodes)
+        length = np.fromiter((len(texts[i]) for i in pos.tolist()), np.int64, len(pos))
+        dropped, kept_by = mh.choose_keepers(nodes, comp, length)
+        ids = pc.cast(rows[self.ctx.id_column], pa.string()).take(pa.array(sort))
+        id_of = dict(zip(order.tolist(), ids.to_pylist(), strict=True))
+        keeper_of = dict(zip(dropped.tolist(), kept_by.tolist(), strict=True))
+        # The component's keeper names the component, so its id is stable and readable.
+        keeper = np.array([keeper_of.get(n, n) for n in nodes.tolist()], np.int64)
+        _, inverse, sizes = np.unique(comp, return_inverse=True, return_counts=True)
+        table = pa.table({
+            ORDER_COLUMN: pa.array(nodes, pa.int64()),
+            _REASON: pa.array([("near_duplicate" if n in keeper_of else None)
+                               for n in nodes.tolist()], pa.string()),
+            _KEPT: pa.array([id_of[k] for k in keeper.tolist()], pa.string()),
+            _COMP: pa.array([id_of[k] for k in keeper.tolist()], pa.string()),
+            _SIZE: pa.array(sizes[inverse], pa.float64()),
+        })
+        b_used, r_used = self.shape()
+        metrics = {"bands": b_used, "rows": r_used, "candidate_pairs": candidates,
+                   "verified_pairs": len(a), "components": int(len(sizes)),
+                   "rows_in_components": len(nodes), "rows_removed": len(dropped)}
+        return table.replace_schema_metadata({"curate.metrics": json.dumps(metrics)})
+
+    def decide(self, rows: pa.Table) -> BatchResult:
+        reason = rows[_REASON]
+        dropped = pc.is_valid(reason)
+        none = pa.scalar(None, pa.string())
+        component = pc.coalesce(rows[_COMP], pc.cast(rows[self.ctx.id_column], pa.string()))
+        return BatchResult(
+            rows, reason, pc.if_else(dropped, rows[_KEPT], none),
+            {"component": component, "component_size": pc.fill_null(rows[_SIZE], 1.0)},
+        )
+
+
+def edges_of_buckets(records: pa.Table) -> pa.Table:
+    """Star edges (smallest row, other row) of every bucket in `records` (whole buckets)."""
+    if records.num_rows == 0:
+        return pa.table({"a": pa.array([], pa.int64()), "b": pa.array([], pa.int64())})
+    a, b = mh.star_edges(records[BAND_KEY].to_numpy(), records[ORDER_COLUMN].to_numpy())
+    return pa.table({"a": pa.array(a, pa.int64()), "b": pa.array(b, pa.int64())})
+
+
+def _unique_edges(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    if not len(a):
+        return a, b
+    pairs = np.unique(np.stack([a, b], axis=1), axis=0)
+    return pairs[:, 0], pairs[:, 1]
