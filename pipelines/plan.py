@@ -28,6 +28,11 @@ from pipelines.steps import apply_step
 from pipelines.writer import ShardWriter
 
 ACTOR_CPUS = 0.5  # fractional, so an actor pool never starves read/write tasks on small nodes
+# A task whose worker process dies (OOM kill, node loss) is re-run; every task is a pure
+# function of its input block and files are written atomically under fixed names, so a
+# retry neither loses nor duplicates rows. Errors raised by our code are not retried.
+RETRIES = {"max_retries": 3}
+ACTOR_RETRIES = {"max_restarts": 3, "max_task_retries": 3}
 
 
 class ReadShards:
@@ -64,15 +69,15 @@ class Plan:
     def read(self, shards: list[Shard], reader: ReadShards) -> ray.data.Dataset:
         ds = ray.data.from_items([{"shard": s.index} for s in shards],
                                  override_num_blocks=max(1, len(shards)))
-        return ds.map_batches(reader, batch_size=1, concurrency=self.concurrency)
+        return ds.map_batches(reader, batch_size=1, concurrency=self.concurrency, **RETRIES)
 
     def map_op(self, ds: ray.data.Dataset, op: MapOperator, step: int) -> ray.data.Dataset:
         if op.uses_actor:
             return ds.map_batches(MapStep, fn_constructor_args=(op, step), batch_format="pyarrow",
                                   compute=ray.data.ActorPoolStrategy(size=self.concurrency or 1),
-                                  num_cpus=ACTOR_CPUS)
+                                  num_cpus=ACTOR_CPUS, **ACTOR_RETRIES)
         return ds.map_batches(MapStep(op, step), batch_format="pyarrow",
-                              concurrency=self.concurrency)
+                              concurrency=self.concurrency, **RETRIES)
 
     def global_op(self, ds: ray.data.Dataset, op: GlobalOperator, step: int) -> ray.data.Dataset:
         stages = op.stages()
@@ -81,18 +86,20 @@ class Plan:
             last = i == len(stages) - 1
             fn = partial(apply_step, fn=stage.fn, op=op, step=step, last_stage=last)
             if stage.kind == "map":
-                ds = ds.map_batches(fn, batch_format="pyarrow", concurrency=self.concurrency)
+                ds = ds.map_batches(fn, batch_format="pyarrow", concurrency=self.concurrency,
+                                    **RETRIES)
             elif stage.kind == "grouped":
                 ds = ds.map_batches(partial(_spread_dead_rows, key=stage.key),
-                                    batch_format="pyarrow")
+                                    batch_format="pyarrow", **RETRIES)
                 ds = _regroup(ds, stage.key).map_batches(fn, batch_size=None,
-                                                         batch_format="pyarrow")
+                                                         batch_format="pyarrow", **RETRIES)
             elif stage.kind == "emit":
                 ds = ds.materialize()  # rows are read again after the resolve stage
-                side = ds.map_batches(partial(_emit, fn=stage.fn), batch_format="pyarrow")
+                side = ds.map_batches(partial(_emit, fn=stage.fn), batch_format="pyarrow",
+                                      **RETRIES)
             elif stage.kind == "reduce":
                 side = _regroup(side, stage.key).map_batches(stage.fn, batch_size=None,
-                                                             batch_format="pyarrow")
+                                                             batch_format="pyarrow", **RETRIES)
             elif stage.kind == "resolve":
                 ds = self._resolve(ds, side, stage, step)
             else:
@@ -110,16 +117,17 @@ class Plan:
         # proportional to the rows in candidate pairs, not to the corpus.
         rows = _gather(ds.map_batches(_select, fn_kwargs={"orders": orders,
                                                           "columns": stage.columns},
-                                      batch_format="pyarrow"))
+                                      batch_format="pyarrow", **RETRIES))
         decisions = stage.fn(records, rows)
         self.metrics[step] = step_metrics(decisions)
         decisions = decisions.sort_by(ORDER_COLUMN)
         self.driver_seconds[step] += time.perf_counter() - start
         return ds.map_batches(_attach, fn_kwargs={"decisions": decisions},
-                              batch_format="pyarrow")
+                              batch_format="pyarrow", **RETRIES)
 
     def write(self, ds: ray.data.Dataset, writer: ShardWriter) -> ray.data.Dataset:
-        return _regroup(ds, C.SHARD).map_batches(writer, batch_size=None, batch_format="pyarrow")
+        return _regroup(ds, C.SHARD).map_batches(writer, batch_size=None, batch_format="pyarrow",
+                                                 **RETRIES)
 
 
 def build(shards: list[Shard], operators: list[Operator], writer: ShardWriter, *,
