@@ -70,7 +70,8 @@ def run(
     resolved = yaml.safe_dump(loaded.raw, sort_keys=False)
     with _progress() as report:
         try:
-            result = run_recipe(loaded.recipe, loaded.operators, resolved, progress=report)
+            result = run_recipe(loaded.recipe, loaded.operators, resolved, progress=report,
+                                log=lambda message: err.print(escape(message)))
         except Exception as exc:  # noqa: BLE001 - shown to the user without a traceback
             cause = root_cause(exc)
             _fail(f"run failed: {cause}")

@@ -21,6 +21,7 @@ import ray.data
 from ray.data.context import DataContext, ShuffleStrategy
 
 from operators.base import ORDER_COLUMN, GlobalOperator, MapOperator, Operator, Stage
+from pipelines import checkpoints
 from pipelines import columns as C
 from pipelines.reader import read_shard
 from pipelines.shards import Shard
@@ -132,14 +133,30 @@ class Plan:
 
 def build(shards: list[Shard], operators: list[Operator], writer: ShardWriter, *,
           text_column: str, id_column: str, max_doc_bytes: int, batch_rows: int,
-          concurrency: int | None) -> tuple[ray.data.Dataset, Plan]:
+          concurrency: int | None, resume: checkpoints.Resume) -> tuple[ray.data.Dataset, Plan]:
+    """The run's dataset, starting after `resume.step` from its checkpoint if there is one.
+
+    Each global operator's output is checkpointed (see `pipelines.checkpoints`).
+    """
     plan = Plan(concurrency)
-    ds = plan.read(shards, ReadShards(shards, text_column, id_column, max_doc_bytes, batch_rows))
+    plan.driver_seconds.update(resume.driver_seconds)
+    plan.metrics.update(resume.metrics)
+    if resume.step:
+        ds = checkpoints.load(checkpoints.step_dir(resume.run_dir, resume.step))
+    else:
+        ds = plan.read(shards, ReadShards(shards, text_column, id_column, max_doc_bytes,
+                                          batch_rows))
+    has_rows = any(s.rows for s in shards)
     for step, op in enumerate(operators, start=1):
+        if step <= resume.step:
+            continue
         if isinstance(op, MapOperator):
             ds = plan.map_op(ds, op, step)
         elif isinstance(op, GlobalOperator):
             ds = plan.global_op(ds, op, step)
+            if has_rows:
+                ds = checkpoints.save(ds, resume.run_dir, step, plan.driver_seconds,
+                                      plan.metrics)
         else:
             raise TypeError(f"{op.name} is neither a map nor a global operator")
     return plan.write(ds, writer), plan

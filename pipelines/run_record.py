@@ -21,7 +21,7 @@ RUNS_SCHEMA = pa.schema([
     ("started", pa.timestamp("us", tz="UTC")), ("finished", pa.timestamp("us", tz="UTC")),
     ("status", pa.string()), ("error", pa.string()), ("rows_in", pa.int64()),
     ("rows_out", pa.int64()), ("seed", pa.int64()), ("input", pa.string()),
-    ("versions", pa.string()),
+    ("versions", pa.string()), ("resumed_from_step", pa.int16()),
 ])
 
 
@@ -39,12 +39,13 @@ def write_ops(run_dir: Path, run_id: str, ops: list[dict]) -> None:
 
 def write_run(run_dir: Path, *, run_id: str, recipe, recipe_yaml: str, started: datetime,
               finished: datetime, status: str, error: str | None, rows_in: int | None,
-              rows_out: int | None) -> None:
+              rows_out: int | None, resumed_from: int = 0) -> None:
     row = {
         "run_id": run_id, "recipe": recipe.name,
         "recipe_sha": hashlib.sha256(recipe_yaml.encode()).hexdigest(),
         "started": started, "finished": finished, "status": status, "error": error,
         "rows_in": rows_in, "rows_out": rows_out, "seed": recipe.execution.seed,
         "input": recipe.input.path, "versions": versions(),
+        "resumed_from_step": resumed_from,
     }
     atomic_write(pa.Table.from_pylist([row], schema=RUNS_SCHEMA), run_dir / "runs.parquet")

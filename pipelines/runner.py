@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from operators.base import Operator
-from pipelines import plan
+from pipelines import checkpoints, plan
 from pipelines.accounting import funnel
 from pipelines.lock import output_lock
 from pipelines.ray_session import ray_session
@@ -29,6 +29,7 @@ class RunResult:
     output: Path
     ops: list[dict]
     seconds: float
+    resumed_from: int = 0  # the checkpointed step this run continued after (0: none)
 
 
 def new_run_id() -> str:
@@ -36,12 +37,14 @@ def new_run_id() -> str:
 
 
 def run(recipe, operators: list[Operator], recipe_yaml: str,
-        progress: Progress | None = None) -> RunResult:
-    """Execute `recipe` (a validated `curate.recipe.Recipe`) and write output and stats."""
+        progress: Progress | None = None, log: Callable[[str], None] | None = None) -> RunResult:
+    """Execute `recipe` (a validated `curate.recipe.Recipe`) and write output and stats.
+
+    An unfinished earlier run of the same work into the same OUT is resumed from its
+    newest checkpoint (`pipelines.checkpoints`); `log` hears what was skipped.
+    """
     inp, outp, ex = recipe.input, recipe.output, recipe.execution
     out = Path(outp.path).resolve()
-    run_id = new_run_id()
-    run_dir = out / "_curate" / "runs" / run_id
     steps = [StepInfo(0, "input.read", "input")] + [
         StepInfo(i, op.name, spec.name) for i, (op, spec) in
         enumerate(zip(operators, recipe.steps, strict=True), start=1)
@@ -49,17 +52,29 @@ def run(recipe, operators: list[Operator], recipe_yaml: str,
     started = datetime.now(UTC)
     t0 = time.perf_counter()
     with output_lock(out):
-        run_dir.mkdir(parents=True)
+        shards = discover(inp.path, inp.format, inp.text_column, inp.id_column)
+        print_ = checkpoints.fingerprint(recipe_yaml, shards)
+        resume = checkpoints.find_unfinished(out / "_curate" / "runs", print_)
+        if resume is None:
+            resume = checkpoints.Resume(out / "_curate" / "runs" / new_run_id())
+            resume.run_dir.mkdir(parents=True)
+            (resume.run_dir / "fingerprint").write_text(print_)
+        elif log:
+            done = ", ".join(s.name for s in steps[1:resume.step + 1]) or "none"
+            log(f"resuming unfinished run {resume.run_dir.name}: completed steps skipped: "
+                f"{done}; continuing from step {resume.step + 1}")
+        run_dir, run_id = resume.run_dir, resume.run_dir.name
+        shutil.rmtree(run_dir / "staging", ignore_errors=True)  # a killed run's partial output
         (run_dir / "recipe.yaml").write_text(recipe_yaml, encoding="utf-8")
         status, error, ops = "failed", None, []
         try:
-            shards = discover(inp.path, inp.format, inp.text_column, inp.id_column)
             with ray_session(ex.address, ex.num_cpus, ex.object_store_mb):
                 writer = ShardWriter(shards, steps, run_id, str(run_dir), inp.id_column,
                                      outp.rows_per_shard, outp.compression)
                 ds, built = plan.build(shards, operators, writer, text_column=inp.text_column,
-                                id_column=inp.id_column, max_doc_bytes=inp.max_doc_bytes,
-                                batch_rows=inp.batch_rows, concurrency=ex.concurrency)
+                                       id_column=inp.id_column, max_doc_bytes=inp.max_doc_bytes,
+                                       batch_rows=inp.batch_rows, concurrency=ex.concurrency,
+                                       resume=resume)
                 summaries = []
                 for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
                     summaries.extend(batch.to_pylist())
@@ -69,6 +84,7 @@ def run(recipe, operators: list[Operator], recipe_yaml: str,
             ops = funnel(shards, summaries, steps, built.driver_seconds, built.metrics)
             write_ops(run_dir, run_id, ops)
             publish(run_dir / "staging", out)
+            shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
             status = "succeeded"
         except BaseException as exc:
             error = f"{type(exc).__name__}: {exc}"
@@ -77,8 +93,9 @@ def run(recipe, operators: list[Operator], recipe_yaml: str,
             write_run(run_dir, run_id=run_id, recipe=recipe, recipe_yaml=recipe_yaml,
                       started=started, finished=datetime.now(UTC), status=status, error=error,
                       rows_in=ops[0]["rows_in"] if ops else None,
-                      rows_out=ops[-1]["rows_out"] if ops else None)
-    return RunResult(run_id, out, ops, time.perf_counter() - t0)
+                      rows_out=ops[-1]["rows_out"] if ops else None,
+                      resumed_from=resume.step)
+    return RunResult(run_id, out, ops, time.perf_counter() - t0, resume.step)
 
 
 def publish(staging: Path, out: Path) -> None:
