@@ -207,6 +207,8 @@ def sample(
 
 Address = Annotated[str | None, typer.Option(
     "--address", help="Ray dashboard address (default: $RAY_ADDRESS or http://127.0.0.1:8265)")]
+TokenFile = Annotated[Path | None, typer.Option(
+    "--token-file", help="Ray auth token file (token auth); never printed")]
 
 
 @app.command()
@@ -220,8 +222,7 @@ def submit(
     set_: SetOpt = None,
     wait: Annotated[bool, typer.Option(
         "--wait", help="stream the job's log and exit with its status")] = False,
-    token_file: Annotated[Path | None, typer.Option(
-        "--token-file", help="Ray auth token file (token auth); never printed")] = None,
+    token_file: TokenFile = None,
 ) -> None:
     """Submit a recipe as a Ray job on a cluster (validated here first)."""
     from curate import jobs
@@ -242,19 +243,21 @@ def submit(
 
 
 @app.command()
-def status(job_id: str, address: Address = None) -> None:
+def status(job_id: str, address: Address = None, token_file: TokenFile = None) -> None:
     """Print a submitted job's status (PENDING, RUNNING, SUCCEEDED, FAILED, STOPPED)."""
     from curate import jobs
 
+    jobs.configure_auth(token_file)
     out_console.print(jobs.status(job_id, address))
 
 
 @app.command()
-def logs(job_id: str, address: Address = None,
+def logs(job_id: str, address: Address = None, token_file: TokenFile = None,
          follow: Annotated[bool, typer.Option("--follow", "-f")] = False) -> None:
     """Print a submitted job's log; --follow streams it until the job ends."""
     from curate import jobs
 
+    jobs.configure_auth(token_file)
     if follow:
         jobs.follow(job_id, address, lambda text: sys.stdout.write(text))
     else:
@@ -262,10 +265,11 @@ def logs(job_id: str, address: Address = None,
 
 
 @app.command()
-def stop(job_id: str, address: Address = None) -> None:
+def stop(job_id: str, address: Address = None, token_file: TokenFile = None) -> None:
     """Stop a submitted job."""
     from curate import jobs
 
+    jobs.configure_auth(token_file)
     stopped = jobs.stop(job_id, address)
     out_console.print(f"job {job_id}: {'stop requested' if stopped else 'already finished'}")
 

@@ -52,6 +52,7 @@ def run(recipe, operators: list[Operator], recipe_yaml: str,
     started = datetime.now(UTC)
     t0 = time.perf_counter()
     with output_lock(out):
+        finish_publish(out)
         shards = discover(inp.path, inp.format, inp.text_column, inp.id_column)
         print_ = checkpoints.fingerprint(recipe_yaml, shards)
         resume = checkpoints.find_unfinished(out / "_curate" / "runs", print_)
@@ -99,10 +100,29 @@ def run(recipe, operators: list[Operator], recipe_yaml: str,
 
 
 def publish(staging: Path, out: Path) -> None:
-    """Replace the previous run's output shards with this run's."""
-    for old in out.glob("part-*.parquet"):
-        old.unlink()
+    """Replace the previous run's output shards with this run's, crash-safely.
+
+    A marker names the run being published; if the process dies half-way, the next run
+    into OUT finishes this publish first (`finish_publish`), so OUT never stays a mix
+    of two runs' shards.
+    """
+    marker = out / "_curate" / "publishing"
+    marker.write_text(str(staging))
+    finish_publish(out)
+
+
+def finish_publish(out: Path) -> None:
+    """Complete an interrupted publish, if one is recorded."""
+    marker = out / "_curate" / "publishing"
+    if not marker.is_file():
+        return
+    staging = Path(marker.read_text())
     if staging.exists():
+        new = {p.name for p in staging.glob("part-*.parquet")}
+        for old in out.glob("part-*.parquet"):
+            if old.name not in new:
+                old.unlink()
         for part in sorted(staging.glob("part-*.parquet")):
             os.replace(part, out / part.name)
         shutil.rmtree(staging)
+    marker.unlink()

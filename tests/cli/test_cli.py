@@ -18,8 +18,9 @@ from tests.conftest import REPO, write_parquet
 CURATE = str(Path(sys.executable).parent / "curate")
 
 
-def curate(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "COLUMNS": "200"}
+def curate(*args: str, cwd: Path = REPO, env: dict | None = None
+           ) -> subprocess.CompletedProcess:
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "COLUMNS": "200", **(env or {})}
     return subprocess.run([CURATE, *args], cwd=cwd, capture_output=True, text=True, env=env,
                           timeout=300)
 
