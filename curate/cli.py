@@ -28,6 +28,14 @@ err = Console(stderr=True)
 
 SetOpt = Annotated[list[str] | None, typer.Option(
     "--set", help="override a recipe value: steps.NAME.params.KEY=VALUE (repeatable)")]
+InputOpt = Annotated[str | None, typer.Option("--input", help="input glob (overrides input.path)")]
+OutputOpt = Annotated[str | None, typer.Option(
+    "--output", help="output dir (overrides output.path)")]
+
+
+def _path_overrides(input_: str | None, output: str | None) -> list[str]:
+    return ([f"input.path={input_}"] if input_ else []) + (
+        [f"output.path={output}"] if output else [])
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -52,21 +60,13 @@ def validate(recipe: Path, set_: SetOpt = None) -> None:
 
 
 @app.command()
-def run(
-    recipe: Path,
-    input_: Annotated[str | None, typer.Option(
-        "--input", help="input glob (overrides input.path)")] = None,
-    output: Annotated[str | None, typer.Option(
-        "--output", help="output dir (overrides output.path)")] = None,
-    set_: SetOpt = None,
-) -> None:
+def run(recipe: Path, input_: InputOpt = None, output: OutputOpt = None,
+        set_: SetOpt = None) -> None:
     """Run a recipe: locally on an embedded Ray, or on `execution.address`."""
     from pipelines.errors import root_cause
     from pipelines.runner import run as run_recipe
 
-    extra = ([f"input.path={input_}"] if input_ else []) + (
-        [f"output.path={output}"] if output else [])
-    loaded = _load(recipe, set_, extra)
+    loaded = _load(recipe, set_, _path_overrides(input_, output))
     resolved = yaml.safe_dump(loaded.raw, sort_keys=False)
     with _progress() as report:
         try:
@@ -215,10 +215,8 @@ TokenFile = Annotated[Path | None, typer.Option(
 def submit(
     recipe: Path,
     address: Address = None,
-    input_: Annotated[str | None, typer.Option(
-        "--input", help="input glob (overrides input.path)")] = None,
-    output: Annotated[str | None, typer.Option(
-        "--output", help="output dir (overrides output.path)")] = None,
+    input_: InputOpt = None,
+    output: OutputOpt = None,
     set_: SetOpt = None,
     wait: Annotated[bool, typer.Option(
         "--wait", help="stream the job's log and exit with its status")] = False,
@@ -227,9 +225,7 @@ def submit(
     """Submit a recipe as a Ray job on a cluster (validated here first)."""
     from curate import jobs
 
-    extra = ([f"input.path={input_}"] if input_ else []) + (
-        [f"output.path={output}"] if output else [])
-    loaded = _load(recipe, set_, extra)
+    loaded = _load(recipe, set_, _path_overrides(input_, output))
     try:
         jobs.configure_auth(token_file)
         job_id = jobs.submit(loaded.raw, loaded.recipe.name, address)
