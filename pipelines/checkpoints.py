@@ -1,6 +1,6 @@
 """Step checkpoints, so a crashed or killed run continues instead of starting over.
 
-After each global operator the rows (with their bookkeeping columns) are written to
+After each global operator but a final one, the rows (with their bookkeeping columns) are written to
 `RUN_DIR/checkpoints/step-NNN/` (written under a temporary name, then renamed, so a
 checkpoint either exists whole or not at all), with the step's driver-side figures in
 `meta.json`. A later run of the same recipe on the same input files (same

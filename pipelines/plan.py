@@ -136,7 +136,8 @@ def build(shards: list[Shard], operators: list[Operator], writer: ShardWriter, *
           concurrency: int | None, resume: checkpoints.Resume) -> tuple[ray.data.Dataset, Plan]:
     """The run's dataset, starting after `resume.step` from its checkpoint if there is one.
 
-    Each global operator's output is checkpointed (see `pipelines.checkpoints`).
+    Each global operator's output is checkpointed (see `pipelines.checkpoints`), except
+    the last step's.
     """
     plan = Plan(concurrency)
     plan.driver_seconds.update(resume.driver_seconds)
@@ -147,6 +148,7 @@ def build(shards: list[Shard], operators: list[Operator], writer: ShardWriter, *
         ds = plan.read(shards, ReadShards(shards, text_column, id_column, max_doc_bytes,
                                           batch_rows))
     has_rows = any(s.rows for s in shards)
+    last = len(operators)
     for step, op in enumerate(operators, start=1):
         if step <= resume.step:
             continue
@@ -154,7 +156,9 @@ def build(shards: list[Shard], operators: list[Operator], writer: ShardWriter, *
             ds = plan.map_op(ds, op, step)
         elif isinstance(op, GlobalOperator):
             ds = plan.global_op(ds, op, step)
-            if has_rows:
+            # After the last step only the write remains: re-running it costs less than
+            # writing and re-reading a checkpoint of every row.
+            if has_rows and step < last:
                 ds = checkpoints.save(ds, resume.run_dir, step, plan.driver_seconds,
                                       plan.metrics)
         else:
