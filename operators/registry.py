@@ -27,6 +27,8 @@ def catalogue() -> dict[str, type[Operator]]:
     """All operators by dotted name, found by importing every module of `operators`."""
     found: dict[str, type[Operator]] = {}
     for info in pkgutil.walk_packages(operators.__path__, prefix="operators."):
+        if info.name.rsplit(".", 1)[-1] == "__main__":
+            continue  # a package's command line, not operators: importing it would run it
         module = importlib.import_module(info.name)
         for obj in vars(module).values():
             if (

@@ -48,8 +48,8 @@ def run_operators(batches: list[pa.Table], operators: list[Operator],
                 import numpy as np
 
                 orders = np.unique(np.concatenate(
-                    [side[r].to_numpy(zero_copy_only=False) for r in stage.refs]
-                    or [np.empty(0)])).astype(np.int64)
+                    [side[r].to_numpy(zero_copy_only=False) for r in stage.refs
+                     if r in side.column_names] or [np.empty(0)])).astype(np.int64)
                 rows = _concat([plan._select(b, orders, stage.columns) for b in batches])
                 decisions = stage.fn(side, rows)
                 if metrics is not None:

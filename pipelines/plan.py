@@ -112,7 +112,8 @@ class Plan:
         start = time.perf_counter()
         records = _gather(side)
         orders = np.unique(np.concatenate(
-            [records[r].to_numpy(zero_copy_only=False) for r in stage.refs] or [np.empty(0)]
+            [records[r].to_numpy(zero_copy_only=False) for r in stage.refs
+             if r in records.column_names] or [np.empty(0)]
         )).astype(np.int64)
         # Passed by value (Ray Data does not resolve object refs in fn_kwargs); both are
         # proportional to the rows in candidate pairs, not to the corpus.

@@ -110,8 +110,9 @@ class MinHashDedup(GlobalOperator):
         pos = np.searchsorted(order, nodes)
         length = np.fromiter((len(texts[i]) for i in pos.tolist()), np.int64, len(pos))
         dropped, kept_by = mh.choose_keepers(nodes, comp, length)
-        ids = pc.cast(rows[self.ctx.id_column], pa.string()).take(pa.array(sort))
-        id_of = dict(zip(order.tolist(), ids.to_pylist(), strict=True))
+        ids = (pc.cast(rows[self.ctx.id_column], pa.string()).take(pa.array(sort)).to_pylist()
+               if len(sort) else [])
+        id_of = dict(zip(order.tolist(), ids, strict=True))
         keeper_of = dict(zip(dropped.tolist(), kept_by.tolist(), strict=True))
         # The component's keeper names the component, so its id is stable and readable.
         keeper = np.array([keeper_of.get(n, n) for n in nodes.tolist()], np.int64)

@@ -56,3 +56,22 @@ def test_precision_and_recall_on_the_sample_corpus():
     assert precision >= 0.97 and recall >= 0.97, (precision, recall, metrics)
     assert metrics["rows_removed"] == gone.num_rows
     assert metrics["verified_pairs"] <= metrics["candidate_pairs"]
+
+
+def test_no_candidates_keeps_everything(tmp_path):
+    rows = [{"id": f"d{i}", "text": f"entirely different document number {i} " * (i + 1)}
+            for i in range(5)]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "a.parquet")
+    table, metrics = dedup(str(tmp_path / "a.parquet"))
+    assert table[C.REASON].null_count == 5
+    assert metrics["candidate_pairs"] == 0 and metrics["components"] == 0
+
+
+def test_resolve_accepts_side_records_without_columns():
+    """Ray hands a resolve stage an empty, column-less table when no bucket had a pair."""
+    from operators.base import Context
+    from operators.dedup.minhash import MinHashDedup, MinHashParams
+
+    op = MinHashDedup(MinHashParams(), Context())
+    out = op.components(pa.table({}), pa.table({}))
+    assert out.num_rows == 0 and C.ORDER in out.column_names
