@@ -205,6 +205,31 @@ def sample(
     out_console.print(f"wrote {n} rows to {dest}")
 
 
+@app.command("train-quality")
+def train_quality_cmd(
+    positive: Annotated[str, typer.Option(
+        "--positive", help="glob of good texts (.parquet/.jsonl)")],
+    negative: Annotated[str, typer.Option("--negative", help="glob of bad texts")],
+    out: Annotated[Path, typer.Option("--out", help="where to save MODEL")],
+    text_column: Annotated[str, typer.Option("--text-column")] = "text",
+    test_fraction: Annotated[float, typer.Option(
+        "--test-fraction", min=0.01, max=0.99, help="held out for the reported metrics")] = 0.2,
+    seed: int = 0,
+) -> None:
+    """Train a quality classifier for `quality.classifier`; prints held-out accuracy and AUC."""
+    from curate.train_quality import train_quality
+
+    try:
+        report = train_quality(positive, negative, str(out), text_column,
+                               test_fraction=test_fraction, seed=seed)
+    except (FileNotFoundError, ValueError) as exc:
+        _fail(str(exc), code=2)
+    out_console.print(
+        f"saved {out}: held-out accuracy {report['accuracy']:.3f}, AUC {report['auc']:.3f} "
+        f"(test: {report['n_test']['positive']} positive, {report['n_test']['negative']} "
+        f"negative; {report['seconds']}s)")
+
+
 Address = Annotated[str | None, typer.Option(
     "--address", help="Ray dashboard address (default: $RAY_ADDRESS or http://127.0.0.1:8265)")]
 TokenFile = Annotated[Path | None, typer.Option(

