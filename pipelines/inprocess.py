@@ -45,11 +45,7 @@ def run_operators(batches: list[pa.Table], operators: list[Operator],
             elif stage.kind == "reduce":
                 side = stage.fn(side)
             elif stage.kind == "resolve":
-                import numpy as np
-
-                orders = np.unique(np.concatenate(
-                    [side[r].to_numpy(zero_copy_only=False) for r in stage.refs
-                     if r in side.column_names] or [np.empty(0)])).astype(np.int64)
+                orders = plan.referenced_orders(side, stage.refs)
                 rows = _concat([plan._select(b, orders, stage.columns) for b in batches])
                 decisions = stage.fn(side, rows)
                 if metrics is not None:

@@ -114,21 +114,20 @@ class Plan:
 
     def _resolve(self, ds: ray.data.Dataset, side: ray.data.Dataset, stage: Stage,
                  step: int) -> ray.data.Dataset:
-        start = time.perf_counter()
         records = _gather(side)
-        orders = np.unique(np.concatenate(
-            [records[r].to_numpy(zero_copy_only=False) for r in stage.refs
-             if r in records.column_names] or [np.empty(0)]
-        )).astype(np.int64)
+        orders = referenced_orders(records, stage.refs)
         # Passed by value (Ray Data does not resolve object refs in fn_kwargs); both are
         # proportional to the rows in candidate pairs, not to the corpus.
         rows = _gather(ds.map_batches(_select, fn_kwargs={"orders": orders,
                                                           "columns": stage.columns},
                                       batch_format="pyarrow", **RETRIES))
+        # Only the operator's own work counts: gathering above waits on upstream Ray work,
+        # which would make ops.seconds (CPU time in the step) include other steps.
+        start = time.perf_counter()
         decisions = stage.fn(records, rows)
+        self.driver_seconds[step] += time.perf_counter() - start
         self.metrics[step] = step_metrics(decisions)
         decisions = decisions.sort_by(ORDER_COLUMN)
-        self.driver_seconds[step] += time.perf_counter() - start
         return ds.map_batches(_attach, fn_kwargs={"decisions": decisions},
                               batch_format="pyarrow", **RETRIES)
 
@@ -170,6 +169,12 @@ def build(shards: list[Shard], operators: list[Operator], writer: ShardWriter, *
         else:
             raise TypeError(f"{op.name} is neither a map nor a global operator")
     return plan.write(ds, writer), plan
+
+
+def referenced_orders(side: pa.Table, refs: tuple[str, ...]) -> np.ndarray:
+    """The distinct `_order`s named in the side-record columns `refs`."""
+    named = [side[r].to_numpy(zero_copy_only=False) for r in refs if r in side.column_names]
+    return np.unique(np.concatenate(named or [np.empty(0)])).astype(np.int64)
 
 
 def step_metrics(decisions: pa.Table) -> dict:

@@ -94,7 +94,7 @@ class MinHashDedup(GlobalOperator):
         empty = edges.num_rows == 0
         a = np.empty(0, np.int64) if empty else edges["a"].to_numpy()
         b = np.empty(0, np.int64) if empty else edges["b"].to_numpy()
-        a, b = _unique_edges(a, b)
+        a, b = mh.dedupe_edges(a, b)
         candidates = len(a)
         order = rows[ORDER_COLUMN].to_numpy() if rows.num_rows else np.empty(0, np.int64)
         sort = np.argsort(order)
@@ -149,9 +149,3 @@ def edges_of_buckets(records: pa.Table) -> pa.Table:
     a, b = mh.star_edges(records[BAND_KEY].to_numpy(), records[ORDER_COLUMN].to_numpy())
     return pa.table({"a": pa.array(a, pa.int64()), "b": pa.array(b, pa.int64())})
 
-
-def _unique_edges(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    if not len(a):
-        return a, b
-    pairs = np.unique(np.stack([a, b], axis=1), axis=0)
-    return pairs[:, 0], pairs[:, 1]

@@ -492,6 +492,7 @@ def _areas(threshold: float, b: np.ndarray, r: np.ndarray, grid: int = 2001):
     return fp, fn
 
 
+@functools.lru_cache(maxsize=64)  # pure; the operator asks once per batch
 def choose_bands(
     threshold: float,
     num_perm: int = 128,
@@ -558,7 +559,8 @@ def band_keys(sigs: np.ndarray, bands: int, rows: int) -> np.ndarray:
 # verification ... connected components (union-find) and keep one document per component")
 
 
-def _dedupe_edges(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def dedupe_edges(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct (a, b) edges, sorted by (a, b)."""
     if a.size == 0:
         return a, b
     o = np.lexsort((b, a))
@@ -584,7 +586,7 @@ def star_edges(keys: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarr
     first[1:] = k[1:] != k[:-1]
     centre = r[np.maximum.accumulate(np.where(first, np.arange(k.size), 0))]
     e = ~first & (r != centre)
-    return _dedupe_edges(centre[e], r[e])
+    return dedupe_edges(centre[e], r[e])
 
 
 def _positions(rows: np.ndarray | None, keys: np.ndarray) -> np.ndarray:
