@@ -3,8 +3,9 @@
 Stages (the pipeline runs them on Ray Data; none holds the corpus in one process):
 1. `bands` (emit): signatures of each row's word 5-gram set (Broder 1997) and one
    record (band key, row) per LSH band (MMDS ch. 3.4 banding).
-2. `edges` (reduce, by band key): rows sharing a bucket become a star of candidate
-   edges to the bucket's smallest row, so a huge bucket costs linear, not quadratic.
+2. `edges` (reduce, by band key): rows sharing a bucket become candidate edges: all
+   pairs in buckets of up to `clique_max` rows, a star to the smallest row in larger
+   ones, so a huge bucket costs linear, not quadratic.
 3. `components` (resolve, sees only candidate edges and their rows): edges verified by
    exact Jaccard of the shingle sets (or the signature estimate), connected components,
    one keeper per component: the longest text, ties by input order.
@@ -46,6 +47,9 @@ class MinHashParams(Params):
     verify: Literal["exact", "estimate", "none"] = Field(
         "exact", description="check candidates by exact shingle Jaccard, signature estimate, "
         "or not at all (every LSH candidate counts)")
+    clique_max: int = Field(mh.CLIQUE_MAX, ge=2, description="LSH buckets of up to this "
+                            "many rows give all their pairs as candidates, larger ones a "
+                            "star to their first row (linear cost)")
     seed: int = Field(1, description="permutation seed (1 = datasketch's default)")
 
     @model_validator(mode="after")
@@ -72,7 +76,7 @@ class MinHashDedup(GlobalOperator):
         text, ident = self.ctx.text_column, self.ctx.id_column
         return [
             Stage("bands", self.bands_of, kind="emit"),
-            Stage("edges", edges_of_buckets, kind="reduce", key=BAND_KEY),
+            Stage("edges", self.edges_of_buckets, kind="reduce", key=BAND_KEY),
             Stage("components", self.components, kind="resolve", refs=("a", "b"),
                   columns=(text, ident)),
             Stage("decide", self.decide),
@@ -87,6 +91,14 @@ class MinHashDedup(GlobalOperator):
         order = rows[ORDER_COLUMN].to_numpy()
         return pa.table({BAND_KEY: pa.array(keys.ravel(), pa.uint64()),
                          ORDER_COLUMN: pa.array(np.repeat(order, b), pa.int64())})
+
+    def edges_of_buckets(self, records: pa.Table) -> pa.Table:
+        """Candidate edges of every bucket in `records` (whole buckets)."""
+        if records.num_rows == 0:
+            return pa.table({"a": pa.array([], pa.int64()), "b": pa.array([], pa.int64())})
+        a, b = mh.bucket_edges(records[BAND_KEY].to_numpy(), records[ORDER_COLUMN].to_numpy(),
+                               self.params.clique_max)
+        return pa.table({"a": pa.array(a, pa.int64()), "b": pa.array(b, pa.int64())})
 
     def components(self, edges: pa.Table, rows: pa.Table) -> pa.Table:
         """Verify, connect and pick keepers; one output row per row in a component."""
@@ -140,12 +152,3 @@ class MinHashDedup(GlobalOperator):
             rows, reason, pc.if_else(dropped, rows[_KEPT], none),
             {"component": component, "component_size": pc.fill_null(rows[_SIZE], 1.0)},
         )
-
-
-def edges_of_buckets(records: pa.Table) -> pa.Table:
-    """Star edges (smallest row, other row) of every bucket in `records` (whole buckets)."""
-    if records.num_rows == 0:
-        return pa.table({"a": pa.array([], pa.int64()), "b": pa.array([], pa.int64())})
-    a, b = mh.star_edges(records[BAND_KEY].to_numpy(), records[ORDER_COLUMN].to_numpy())
-    return pa.table({"a": pa.array(a, pa.int64()), "b": pa.array(b, pa.int64())})
-

@@ -130,7 +130,7 @@ def test_estimated_jaccard_is_close_to_exact_and_unbiased(corpus):
     sigs = mm.signatures(sh, 128, 1)
     # Pairs over the whole range of similarity: loose LSH candidates plus random pairs.
     keys = mm.band_keys(sigs, 32, 4)
-    a, b = mm.star_edges(keys.ravel(), np.repeat(np.arange(len(corpus)), 32))
+    a, b = mm.bucket_edges(keys.ravel(), np.repeat(np.arange(len(corpus)), 32))
     rng = np.random.default_rng(0)
     ra, rb = rng.integers(0, len(corpus), (2, 2000))
     a, b = np.concatenate([a, ra]), np.concatenate([b, rb])
@@ -234,24 +234,66 @@ def brute_force_components(keys, rows):
     return {x: find(x) for x in nodes}
 
 
+def brute_force_bucket_edges(keys, rows, clique_max):
+    buckets: dict[int, list[int]] = {}
+    for k, r in zip(keys.tolist(), rows.tolist(), strict=True):
+        buckets.setdefault(k, []).append(r)
+    edges = set()
+    for members in buckets.values():
+        members = sorted(set(members))
+        if len(members) <= clique_max:
+            edges |= set(itertools.combinations(members, 2))
+        else:
+            edges |= {(members[0], m) for m in members[1:]}
+    return edges
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
-def test_star_edges_and_components_equal_brute_force(seed):
+@pytest.mark.parametrize("clique_max", [1, 3, 16])
+def test_bucket_edges_and_components_equal_brute_force(seed, clique_max):
     rng = np.random.default_rng(seed)
     n_rows, bands = 400, 5
     row_keys = rng.choice(10**12, n_rows, replace=False).astype(np.int64) - 5 * 10**11
-    keys = rng.integers(0, 300 + 300 * seed, (n_rows, bands)).astype(np.uint64)
+    # few distinct keys, so buckets of every size from 1 to ~20 occur
+    keys = rng.integers(0, 40 + 100 * seed, (n_rows, bands)).astype(np.uint64)
     keys += np.arange(bands, dtype=np.uint64) * np.uint64(10**6)  # band index mixed in
     flat_keys, flat_rows = keys.ravel(), np.repeat(row_keys, bands)
-    a, b = mm.star_edges(flat_keys, flat_rows)
+    a, b = mm.bucket_edges(flat_keys, flat_rows, clique_max)
     assert (a < b).all()
-    assert len(set(zip(a.tolist(), b.tolist(), strict=True))) == len(a)  # deduplicated
-    # linear, not quadratic: at most one edge per (member, band) bucket entry
-    assert len(a) <= flat_keys.size
+    got_edges = set(zip(a.tolist(), b.tolist(), strict=True))
+    assert len(got_edges) == len(a)  # deduplicated
+    assert got_edges == brute_force_bucket_edges(flat_keys, flat_rows, clique_max)
+    # bounded: at most clique_max - 1 edges per bucket entry
+    assert len(a) <= flat_keys.size * max(clique_max - 1, 1)
     nodes, comp = mm.connected_components(a, b)
     want = brute_force_components(flat_keys, flat_rows)
     got = dict(zip(nodes.tolist(), comp.tolist(), strict=True))
     want = {k: min(x for x in want if want[x] == v) for k, v in want.items()}
     assert got == want
+
+
+def test_bucket_pairs_survive_a_dissimilar_smallest_row():
+    """A bucket {X, A, B}: X is the smallest row, similar to A but not to B, and A-B is a
+    true pair. A star to X would lose A-B; all pairs in the small bucket keep it."""
+    base = [f"w{i}" for i in range(200)]
+    a_words = base[:]
+    x_words = base[:]
+    x_words[20:28] = [f"x{i}" for i in range(8)]  # X ~ A, X !~ B
+    b_words = base[:]
+    b_words[100:107] = [f"b{i}" for i in range(7)]  # A ~ B
+    b_words[20:24] = [f"y{i}" for i in range(4)]
+    texts = [" ".join(w) for w in (x_words, a_words, b_words)]
+    sh = mm.shingle_hashes(texts)
+    j = {(i, k): float(mm.exact_jaccard(sh, np.array([i]), np.array([k]))[0])
+         for i, k in [(0, 1), (0, 2), (1, 2)]}
+    assert j[(0, 1)] >= 0.8 > j[(0, 2)] and j[(1, 2)] >= 0.8
+    keys = np.zeros(3, np.uint64)  # one shared bucket
+    rows = np.arange(3, dtype=np.int64)
+    for cap, want in [(1, set()), (16, {(1, 2), (0, 1)})]:
+        a, b = mm.bucket_edges(keys, rows, cap)
+        va, vb, _ = mm.verify_edges(a, b, 0.8, shingles=sh, rows=rows)
+        assert set(zip(va.tolist(), vb.tolist(), strict=True)) >= want
+        assert ((1, 2) in set(zip(va.tolist(), vb.tolist(), strict=True))) == (cap > 1)
 
 
 def test_components_match_scipy_on_random_graphs():
