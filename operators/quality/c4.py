@@ -15,15 +15,24 @@ The document is dropped when the kept lines hold fewer than 5 sentences (spaCy
 Sentencizer rules, see `words.sentence_counts`). Otherwise, with `clean_lines`, the text
 is replaced by its kept lines joined with "\\n", as C4 does. Document rules only see lines
 that survived the line rules before them, exactly as in the reference.
-Not included: C4's LDNOOBW bad-words rule (datatrove keeps it in a separate filter).
+Bad words (C4 Sec. 2.2: pages with any word of the "List of Dirty, Naughty, Obscene or
+Otherwise Bad Words" were removed): off unless `bad_words_file` names a word list, one
+word or phrase per line. The list is not bundled (its terms are the user's choice, and
+datatrove keeps this rule in a separate filter); a document fails `c4.bad_words` when
+its lower-cased text holds a listed entry between non-word characters or the text's ends,
+as TFDS' C4 pattern does (a Unicode letter, digit or '_' counts as a word character).
 """
 
 from __future__ import annotations
 
+import re
+from functools import cache
+from pathlib import Path
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from operators.base import BatchResult, MapOperator
 from operators.quality.common import (
@@ -64,6 +73,30 @@ class C4Params(QualityParams):
         5, ge=0, description="drop documents with fewer sentences in their kept lines (null: off)")
     clean_lines: bool = Field(
         True, description="replace kept documents' text by their kept lines (drop mode only)")
+    bad_words_file: str | None = Field(
+        None, description="drop documents holding any word or phrase listed in this file "
+                          "(one per line, e.g. the LDNOOBW list; not bundled; null: off)")
+
+    @field_validator("bad_words_file")
+    @classmethod
+    def _readable(cls, path: str | None) -> str | None:
+        if path is not None:
+            bad_words_pattern(path)  # fail at validation time, naming the file
+        return path
+
+
+@cache
+def bad_words_pattern(path: str) -> str | None:
+    """One RE2 pattern matching any listed entry as a whole word (None: empty list)."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"bad_words_file {path}: {exc}") from exc
+    words = sorted({w.strip().lower() for w in lines if w.strip()})
+    if not words:
+        return None
+    edge = r"[^\p{L}\p{N}_]"
+    return f"(?:{edge}|^)(?:" + "|".join(re.escape(w) for w in words) + f")(?:{edge}|$)"
 
 
 def _contains(arr: pa.Array, needle: str) -> np.ndarray:
@@ -73,15 +106,16 @@ def _contains(arr: pa.Array, needle: str) -> np.ndarray:
 class C4Quality(MapOperator):
     name = "quality.c4"
     doc = ("C4 heuristics: remove lines without terminal punctuation, short lines, "
-           "javascript/policy lines; drop documents with lorem ipsum, '{' or < 5 sentences.")
+           "javascript/policy lines; drop documents with lorem ipsum, '{' or < 5 sentences "
+           "(and, given a word list, bad words).")
     Params = C4Params
     signal_keys = {
         "lines": "num", "kept_lines": "num", "sentences": "num",
         "lines_long_word": "num", "lines_no_terminal_punct": "num", "lines_few_words": "num",
         "lines_javascript": "num", "lines_policy": "num",
-        "lorem_ipsum": "num", "curly_bracket": "num",
+        "lorem_ipsum": "num", "curly_bracket": "num", "bad_words": "num",
     }
-    reasons = ("c4.lorem_ipsum", "c4.curly_bracket", "c4.min_sentences")
+    reasons = ("c4.lorem_ipsum", "c4.curly_bracket", "c4.min_sentences", "c4.bad_words")
 
     def process(self, batch: pa.Table) -> BatchResult:
         p: C4Params = self.params
@@ -172,6 +206,7 @@ class C4Quality(MapOperator):
             "lines_policy": per_doc(rm_policy),
             "lorem_ipsum": np.minimum(per_doc(lorem_hit), 1),
             "curly_bracket": np.minimum(per_doc(curly_hit), 1),
+            "bad_words": self._bad_words(text),
             "_lorem_first": first_is_lorem,
             "_curly_first": first_is_curly,
         }
@@ -183,6 +218,9 @@ class C4Quality(MapOperator):
                  1 if p.filter_curly_bracket else None,
                  "'{' in a line that passed the line rules (filter_curly_bracket)"),
             Rule("c4.min_sentences", "sentences", "<", "min_num_sentences", p.min_num_sentences),
+            Rule("c4.bad_words", "bad_words", "flag", "bad_words_file",
+                 1 if p.bad_words_file else None,
+                 f"a word or phrase listed in {p.bad_words_file}"),
         ]
         why = pc.binary_join_element_wise(
             "; lines=", _num(signals["lines"]), " kept=", _num(signals["kept_lines"]),
@@ -201,6 +239,18 @@ class C4Quality(MapOperator):
             res.table = batch.set_column(batch.schema.get_field_index(col), col,
                                          cleaned.cast(batch.schema.field(col).type))
         return res
+
+
+    def _bad_words(self, text: pa.Array) -> np.ndarray:
+        """1.0 where the text holds a listed bad word, 0.0 if not, NaN when the rule is off."""
+        path = self.params.bad_words_file
+        pattern = bad_words_pattern(path) if path else None
+        if path is None:
+            return np.full(len(text), np.nan)
+        if pattern is None:
+            return np.zeros(len(text))
+        hit = pc.match_substring_regex(pc.utf8_lower(text), pattern)
+        return pc.fill_null(hit, False).to_numpy(zero_copy_only=False).astype(np.float64)
 
 
 def _num(values: np.ndarray) -> pa.Array:

@@ -148,3 +148,38 @@ def test_empty_texts(text):
     reasons, sig, _ = run([text])
     assert reasons == ["c4.min_sentences"]
     assert sig["kept_lines"] == [0]
+
+
+def test_bad_words_rule_matches_whole_listed_entries(tmp_path):
+    words = tmp_path / "bad.txt"
+    words.write_text("darn\nheck no\n\n  Blast \n", encoding="utf-8")
+    texts = [
+        page("Darn, this line has a bad word."),        # listed, any case, before a comma
+        page("This line says heck no to it."),           # listed phrase
+        page("This line says heck yes to it."),          # phrase half only
+        page("Darning socks is not listed here."),       # prefix of a longer word
+        page("A sentence that ends in blast"),           # at the very end of the text
+        page("Über_darn is one word with the underscore."),
+        page("Ödarn is one word in Unicode."),
+    ]
+    reasons, sig, res = run(texts, bad_words_file=str(words))
+    assert sig["bad_words"] == [1, 1, 0, 0, 1, 0, 0]
+    assert reasons == ["c4.bad_words", "c4.bad_words", None, None, "c4.bad_words", None, None]
+    assert str(words) in res.detail.to_pylist()[0]
+
+
+def test_bad_words_rule_is_off_without_a_list_and_checks_the_file(tmp_path):
+    reasons, sig, _ = run([page("Darn, this line would be a bad word.")])
+    assert reasons == [None] and sig["bad_words"] == [None]
+    (tmp_path / "empty.txt").write_text("\n")
+    _, sig, _ = run([page("Darn.")], bad_words_file=str(tmp_path / "empty.txt"))
+    assert sig["bad_words"] == [0]
+    with pytest.raises(ValueError, match="missing.txt"):
+        C4Params(bad_words_file=str(tmp_path / "missing.txt"))
+
+
+def test_bad_words_annotate_records_without_dropping(tmp_path):
+    words = tmp_path / "bad.txt"
+    words.write_text("darn\n")
+    reasons, sig, _ = run([page("Darn it all.")], bad_words_file=str(words), action="annotate")
+    assert reasons == [None] and sig["bad_words"] == [1]
