@@ -102,7 +102,7 @@ class MapOperator(Operator):
         raise NotImplementedError
 
 
-StageKind = Literal["map", "grouped", "emit", "reduce", "resolve"]
+StageKind = Literal["map", "emit", "reduce", "resolve"]
 
 
 @dataclass(frozen=True)
@@ -110,7 +110,6 @@ class Stage:
     """One pure step of a global operator. Kinds:
 
     - `map`: fn(rows) -> BatchResult, on any batch of the live rows;
-    - `grouped`: the same, but each call sees every row sharing a value of `key`;
     - `emit`: fn(rows) -> pa.Table of side records (e.g. one per row and LSH band);
     - `reduce`: fn(side) -> pa.Table, each call seeing whole groups of side[`key`];
     - `resolve`: fn(side, rows) -> pa.Table keyed by `_order`, called once with *all* side

@@ -1,8 +1,8 @@
 """The same step semantics as `pipelines.plan`, in this process and without Ray.
 
 The reference for "operators called directly" in benchmarks, and a way to test a
-global operator's stages on a list of batches. Grouped and reduce stages see the whole
-(small) input at once, which trivially satisfies "whole groups per call".
+global operator's stages on a list of batches. A reduce stage sees all side records at
+once, which trivially satisfies "whole groups per call".
 """
 
 from __future__ import annotations
@@ -37,9 +37,6 @@ def run_operators(batches: list[pa.Table], operators: list[Operator],
                          last_stage=i == len(stages) - 1)
             if stage.kind == "map":
                 batches = [fn(b) for b in batches]
-            elif stage.kind == "grouped":
-                whole = _concat([plan._spread_dead_rows(b, stage.key) for b in batches])
-                batches = [fn(whole)]
             elif stage.kind == "emit":
                 side = _concat([stage.fn(plan._live(b)) for b in batches])
             elif stage.kind == "reduce":

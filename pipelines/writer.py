@@ -1,7 +1,8 @@
 """Writing one input shard's rows: output shards, dropped rows and signals.
 
-Called with *every* row of one or more input shards (the pipeline regroups by shard
-first), so it can prove nothing was lost or duplicated before it writes anything.
+Called with *every* row of one or more input shards (the pipeline hands one task the
+blocks that hold a shard's rows), so it can prove nothing was lost or duplicated before
+it writes anything.
 Files are written to a temporary name and renamed, so a crash never leaves half a file.
 """
 
@@ -50,7 +51,7 @@ def atomic_write(table: pa.Table, path: Path, compression: str = "zstd") -> None
 
 
 class ShardWriter:
-    """Callable for `map_batches`: writes each input shard found in the batch."""
+    """Callable on a table of rows: writes each input shard found in it."""
 
     def __init__(self, shards: list[Shard], steps: list[StepInfo], run_id: str, run_dir: str,
                  id_column: str, rows_per_shard: int, compression: str) -> None:

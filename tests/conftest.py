@@ -20,6 +20,10 @@ def ray_session():
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     import ray
 
+    from pipelines.ray_session import keep_idle_workers
+
+    keep_idle_workers()
+
     ray.init(address="local", num_cpus=2, object_store_memory=512 * 1024 * 1024,
              include_dashboard=False, log_to_driver=False)
     try:

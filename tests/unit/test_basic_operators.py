@@ -6,15 +6,30 @@ import numpy as np
 import pyarrow as pa
 
 from operators.base import ORDER_COLUMN, Context
-from operators.dedup.exact import ExactDedup, ExactParams, first_of_each_group
+from operators.dedup.exact import (
+    ExactDedup,
+    ExactParams,
+    duplicate_groups,
+    first_of_each_group,
+)
 from operators.filter.length import LengthFilter, LengthParams
 from operators.text.normalize import Normalize, NormalizeParams
+from pipelines import columns as C
+from pipelines.inprocess import run_operators
 
 
 def batch(texts: list[str]) -> pa.Table:
     return pa.table({"id": pa.array([f"d{i}" for i in range(len(texts))], pa.string()),
                      "text": pa.array(texts, pa.string()),
                      ORDER_COLUMN: pa.array(np.arange(len(texts)), pa.int64())})
+
+
+def carried_batch(texts: list[str]) -> pa.Table:
+    """`batch` with the bookkeeping columns the reader adds (all rows live)."""
+    n = len(texts)
+    return batch(texts).append_column(C.SHARD, pa.array(np.zeros(n, np.int32))).append_column(
+        C.DROP_STEP, pa.nulls(n, pa.int16())).append_column(
+        C.REASON, pa.nulls(n, pa.string())).append_column(C.DETAIL, pa.nulls(n, pa.string()))
 
 
 def test_normalize_nfc_and_whitespace():
@@ -52,32 +67,46 @@ def test_first_of_each_group_matches_brute_force():
         assert leader[i] == same[np.argmin(order[same])]
 
 
+def run_exact(params: ExactParams, texts: list[str], batches: int = 1) -> pa.Table:
+    """dedup.exact through all its stages in-process, over `batches` batches."""
+    rows = carried_batch(texts)
+    size = max(-(-rows.num_rows // batches), 1)
+    parts = [rows.slice(i, size) for i in range(0, rows.num_rows, size)] or [rows]
+    out = run_operators(parts, [ExactDedup(params, Context())])
+    return pa.concat_tables(out).sort_by("_order")
+
+
 def test_exact_dedup_keeps_first_in_input_order():
-    op = ExactDedup(ExactParams(), Context())
     texts = ["same text", "other", "same  text", "SAME TEXT", "same text"]
-    hashed = op.stages()[0].fn(batch(texts)).table
-    shuffled = hashed.take([4, 3, 2, 1, 0])  # the grouped stage sees rows in any order
-    res = op.stages()[1].fn(shuffled)
-    got = dict(zip(shuffled["id"].to_pylist(), zip(res.reason.to_pylist(),
-                                                   res.detail.to_pylist(), strict=True),
-                   strict=True))
-    assert got["d0"] == (None, None)
-    assert got["d2"] == ("exact_duplicate", "d0")  # whitespace normalised
-    assert got["d4"] == ("exact_duplicate", "d0")
-    assert got["d3"] == (None, None)  # case-sensitive by default
-    assert res.signals["copies"].to_pylist() == [3, 1, 3, 1, 3]
+    for batches in (1, 2, 5):  # a group split across batches is still one group
+        out = run_exact(ExactParams(), texts, batches)
+        got = dict(zip(out["id"].to_pylist(), zip(out["_reason"].to_pylist(),
+                                                  out["_detail"].to_pylist(), strict=True),
+                       strict=True))
+        assert got["d0"] == (None, None)
+        assert got["d2"] == ("exact_duplicate", "d0")  # whitespace normalised
+        assert got["d4"] == ("exact_duplicate", "d0")
+        assert got["d3"] == (None, None)  # case-sensitive by default
+        assert got["d1"] == (None, None)
+        assert out["_s1:copies"].to_pylist() == [3, 1, 3, 1, 3]
+        assert out.num_rows == 5
 
 
 def test_exact_dedup_lowercase_option():
-    op = ExactDedup(ExactParams(lowercase=True), Context())
-    hashed = op.stages()[0].fn(batch(["Hello", "hello"])).table
-    assert op.stages()[1].fn(hashed).reason.to_pylist() == [None, "exact_duplicate"]
+    out = run_exact(ExactParams(lowercase=True), ["Hello", "hello"])
+    assert out["_reason"].to_pylist() == [None, "exact_duplicate"]
+
+
+def test_duplicate_groups_lists_only_shared_hashes():
+    records = pa.table({"_exact_key": pa.array([7, 9, 7, 5, 7], pa.uint64()),
+                        "_order": pa.array([40, 10, 30, 20, 50], pa.int64())})
+    g = duplicate_groups(records).sort_by("_order").to_pydict()
+    assert g == {"_order": [30, 40, 50], "_exact_leader": [30, 30, 30],
+                 "_exact_copies": [3, 3, 3]}
 
 
 def test_operators_accept_an_empty_batch():
     empty = batch([])
     assert Normalize(NormalizeParams()).process(empty).table.num_rows == 0
     assert LengthFilter(LengthParams(min_words=2)).process(empty).table.num_rows == 0
-    op = ExactDedup(ExactParams(), Context())
-    hashed = op.stages()[0].fn(empty).table
-    assert op.stages()[1].fn(hashed).table.num_rows == 0
+    assert run_exact(ExactParams(), []).num_rows == 0
