@@ -6,8 +6,10 @@
   `SentenceTransformer.encode` and for the `embed` operator with each backend, called the
   way the pipeline calls it (`pipelines.steps.apply_step` on one Arrow batch, exactly what
   `pipelines.plan.MapStep` does in a Ray actor). Rounds are interleaved (raw, torch, onnx,
-  static, raw, ...) so that load from other processes hits every backend alike; the best
-  and the median round are reported, with the 1-minute load average around each.
+  openvino, static, raw, ...) so that load from other processes hits every backend alike;
+  the best and the median round are reported, with the 1-minute load average around each.
+  openvino runs in bf16 where the CPU supports it; the precision it ran and the CPU's bf16
+  flags are printed, since its speed depends on them.
 - Fidelity: per-document cosine of each backend's vector to raw torch's (mean, min).
 - Downstream: near-duplicate recall. Every pair in dedup_pairs.parquet (word-5-gram
   Jaccard >= 0.8) is embedded; recall = share of those pairs whose cosine >= tau, and
@@ -89,7 +91,10 @@ class Runner:
         return out
 
 
-def op_runner(backend: str, threads: int, batch_size: int) -> tuple[Runner, float]:
+BUILT = ("onnx", "openvino", "static")  # backends with an offline-built artefact
+
+
+def op_runner(backend: str, threads: int, batch_size: int) -> tuple[Runner, float, Embed]:
     start = time.perf_counter()
     op = Embed(EmbedParams(backend=backend, threads=threads, batch_size=batch_size), Context())
     op.setup()  # builds the artefact if missing (not timed as encode)
@@ -99,7 +104,17 @@ def op_runner(backend: str, threads: int, batch_size: int) -> tuple[Runner, floa
         out = apply_step(pipeline_batch(texts), op.process, op, 1, last_stage=True)
         return vectors_of(out["embedding"])
 
-    return Runner(f"embed {backend}", run), setup
+    return Runner(f"embed {backend}", run), setup, op
+
+
+def cpu_bf16_flags() -> list[str]:
+    """The CPU flags that give OpenVINO fast bf16 (empty: it runs f32)."""
+    try:
+        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines()
+                     if line.startswith("flags")).split()
+    except (OSError, StopIteration):
+        return []
+    return sorted(f for f in flags if f in ("avx512_bf16", "amx_bf16", "amx_tile"))
 
 
 def main() -> None:
@@ -128,8 +143,9 @@ def main() -> None:
         show_progress_bar=False))
     runners = [raw]
     setups = {}
-    for backend in ("torch", "onnx", "static"):
-        r, setups[backend] = op_runner(backend, args.threads, args.batch_size)
+    ops = {}
+    for backend in ("torch", *BUILT):
+        r, setups[backend], ops[backend] = op_runner(backend, args.threads, args.batch_size)
         runners.append(r)
     for r in runners:  # warm-up: first-call allocations, lazy inits
         r.fn(texts[:8])
@@ -182,7 +198,8 @@ def main() -> None:
     torch_best = min(runners[1].seconds)
     results = {"docs": args.docs, "threads": args.threads, "rounds": args.rounds,
                "batch_size": args.batch_size, "mean_chars": float(np.mean([len(t) for t in texts])),
-               "cpu_count": os.cpu_count(), "backends": {}}
+               "cpu_count": os.cpu_count(), "cpu_bf16_flags": cpu_bf16_flags(),
+               "openvino_precision": ops["openvino"]._encoder.precision, "backends": {}}
     for r in runners:
         v = vectors[r.name]
         cos = (v * ref).sum(1)
@@ -199,12 +216,14 @@ def main() -> None:
             "downstream": downstream.get(r.name, downstream[raw.name]),
             "setup_s": setups.get(r.name.removeprefix("embed ")),
         }
-    for backend in ("onnx", "static"):
+    for backend in BUILT:
         m = read_manifest(default_artefact_dir(None, backend)) or {}
         results["backends"][f"embed {backend}"]["artefact_build_s"] = m.get("built_seconds")
 
     print(f"\n{args.docs} docs (mean {results['mean_chars']:.0f} chars), {args.threads} threads, "
-          f"batch {args.batch_size}, {args.rounds} interleaved rounds, {os.cpu_count()} cores\n")
+          f"batch {args.batch_size}, {args.rounds} interleaved rounds, {os.cpu_count()} cores; "
+          f"openvino ran {results['openvino_precision']} "
+          f"(CPU bf16 flags: {', '.join(results['cpu_bf16_flags']) or 'none'})\n")
     print("| backend | docs/s best | docs/s median | x embed-torch | docs per CPU-s | "
           "load avg (1m) per round | cos mean | cos min | kNN@10 overlap |")
     print("|---|---|---|---|---|---|---|---|---|")

@@ -1,6 +1,6 @@
 """Embedding operators: `embed` (sentence vectors into a fixed-size float32 column).
 
-`prepare_backend(model, backend, out_dir)` builds the offline onnx/static artefacts.
+`prepare_backend(model, backend, out_dir)` builds the offline onnx/openvino/static artefacts.
 """
 
 from operators.embed.backends import prepare_backend

@@ -1,4 +1,4 @@
-"""`python -m operators.embed onnx|static [--model DIR] [--out DIR]`: build an artefact."""
+"""`python -m operators.embed onnx|openvino|static [--model DIR] [--out DIR]`: build an artefact."""
 
 from operators.embed.backends import main
 

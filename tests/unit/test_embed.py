@@ -1,5 +1,5 @@
 """embed: vectors, nulls, the Parquet cache, the column through the step wrapper and writer,
-and the onnx / static backends (no Ray)."""
+and the onnx / openvino / static backends (no Ray)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,13 @@ import pytest
 from curate.recipe import parse_recipe
 from operators.base import BatchResult, Context
 from operators.embed import Embed, EmbedParams, prepare_backend, vector_array, vectors_of
-from operators.embed.backends import MANIFEST, default_model_path, load_encoder
+from operators.embed.backends import (
+    MANIFEST,
+    OPENVINO_FILE,
+    PRECISIONS,
+    default_model_path,
+    load_encoder,
+)
 from pipelines import columns as C
 from pipelines.inprocess import run_operators
 from pipelines.shards import Shard
@@ -195,6 +201,10 @@ def test_params_validate_in_a_recipe():
     assert op.uses_actor and op.params.backend == "onnx" and op.params.column == "vec"
     with pytest.raises(Exception, match="backend"):
         parse_recipe(text.replace("onnx", "tensorflow"))
+    ov = parse_recipe(text.replace("onnx", "openvino, precision: f32")).operators[0]
+    assert ov.params.backend == "openvino" and ov.params.precision == "f32"
+    with pytest.raises(Exception, match="precision"):
+        parse_recipe(text.replace("onnx", "openvino, precision: int8"))
     with pytest.raises(ValueError, match="overwrite"):
         Embed(EmbedParams(column="text"), Context())
 
@@ -225,6 +235,49 @@ def test_onnx_backend_is_built_offline_and_close_to_torch(onnx_artefact, referen
     np.testing.assert_array_equal(alone, v[0])
     # prepared once: a second call reuses it
     assert prepare_backend(None, "onnx", onnx_artefact) == onnx_artefact
+
+
+@pytest.fixture(scope="module")
+def openvino_artefact(tmp_path_factory):
+    """Built from the packaged model, offline (~15 s on 2 cores)."""
+    return prepare_backend(None, "openvino", tmp_path_factory.mktemp("ov") / "art", threads=2)
+
+
+def test_openvino_backend_is_built_offline_and_close_to_torch(openvino_artefact, reference):
+    manifest = json.loads((openvino_artefact / MANIFEST).read_text())
+    assert manifest["backend"] == "openvino" and manifest["check_cosine"] > 0.98
+    # the precision the build machine ran: bf16 only where the CPU supports it
+    assert manifest["inference_precision"] in PRECISIONS
+    assert (openvino_artefact / OPENVINO_FILE).exists()
+    assert not list(openvino_artefact.glob("*.onnx"))  # the export is an intermediate
+    op = Embed(EmbedParams(backend="openvino", artefact_dir=str(openvino_artefact),
+                           batch_size=4, threads=2), Context())
+    v = vectors_of(op.process(batch_of(TEXTS)).table["embedding"])
+    np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)
+    cos = (v * reference).sum(axis=1)
+    assert cos.mean() >= 0.98 and cos.min() > 0.95
+    assert prepare_backend(None, "openvino", openvino_artefact) == openvino_artefact
+
+
+def test_openvino_vector_does_not_depend_on_batch_mates(openvino_artefact):
+    enc = load_encoder(None, "openvino", artefact_dir=openvino_artefact, threads=2)
+    longer = [TEXTS[1] * 4, " ".join(TEXTS), TEXTS[4] * 2]
+    alone = enc.encode([TEXTS[9]], batch_size=8)[0]
+    padded = enc.encode(longer + [TEXTS[9]], batch_size=8)[3]  # padded to the longest
+    assert alone @ padded > 0.9999
+    # batches of one (no padding) agree with one padded batch, row for row
+    one_by_one = enc.encode(TEXTS, batch_size=1)
+    together = enc.encode(TEXTS, batch_size=len(TEXTS))
+    assert (one_by_one * together).sum(axis=1).min() > 0.9999
+
+
+def test_openvino_reports_the_precision_it_runs(openvino_artefact, reference):
+    enc = load_encoder(None, "openvino", artefact_dir=openvino_artefact, threads=2,
+                       precision="f32")
+    assert enc.precision == "f32" and enc.variant == "openvino-f32"  # cached apart from bf16
+    assert (enc.encode(TEXTS, batch_size=4) * reference).sum(axis=1).min() > 0.9999
+    with pytest.raises(ValueError, match="precision"):
+        load_encoder(None, "openvino", artefact_dir=openvino_artefact, precision="int4")
 
 
 def test_static_backend_loads_a_model2vec_artefact(tmp_path):
