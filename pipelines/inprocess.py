@@ -38,13 +38,14 @@ def run_operators(batches: list[pa.Table], operators: list[Operator],
             if stage.kind == "map":
                 batches = [fn(b) for b in batches]
             elif stage.kind == "emit":
-                side = _concat([stage.fn(plan._live(b)) for b in batches])
+                side = _concat([plan._emit(b, stage.fn) for b in batches])
             elif stage.kind == "reduce":
-                side = stage.fn(side)
+                side = plan._reduce(side, stage.fn)
             elif stage.kind == "resolve":
-                orders = plan.referenced_orders(side, stage.refs)
+                records = plan.side_records(side)
+                orders = plan.referenced_orders(records, stage.refs)
                 rows = _concat([plan._select(b, orders, stage.columns) for b in batches])
-                decisions = stage.fn(side, rows)
+                decisions = stage.fn(records, rows)
                 if metrics is not None:
                     metrics[step] = plan.step_metrics(decisions)
                 decisions = decisions.sort_by(C.ORDER)

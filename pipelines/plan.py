@@ -31,6 +31,7 @@ from pipelines.shards import Shard
 from pipelines.steps import apply_step
 from pipelines.writer import ShardWriter
 
+SIDE_SECONDS, SIDE_PLACEHOLDER = "_side_seconds", "_side_placeholder"
 ACTOR_CPUS = 0.5  # fractional, so an actor pool never starves read/write tasks on small nodes
 # A task whose worker process dies (OOM kill, node loss) is re-run; every task is a pure
 # function of its input block and files are written atomically under fixed names, so a
@@ -101,8 +102,9 @@ class Plan:
                 side = ds.map_batches(partial(_emit, fn=stage.fn), batch_format="pyarrow",
                                       **RETRIES)
             elif stage.kind == "reduce":
-                side = _regroup(side, stage.key).map_batches(stage.fn, batch_size=None,
-                                                             batch_format="pyarrow", **RETRIES)
+                side = _regroup(side, stage.key).map_batches(
+                    partial(_reduce, fn=stage.fn), batch_size=None, batch_format="pyarrow",
+                    **RETRIES)
             elif stage.kind == "resolve":
                 ds = self._resolve(ds, side, stage, step)
             else:
@@ -111,7 +113,9 @@ class Plan:
 
     def _resolve(self, ds: ray.data.Dataset, side: ray.data.Dataset, stage: Stage,
                  step: int) -> ray.data.Dataset:
-        records = _gather(side)
+        gathered = _gather(side)
+        records = side_records(gathered)
+        self.driver_seconds[step] += side_seconds(gathered)
         orders = referenced_orders(records, stage.refs)
         # Passed by value (Ray Data does not resolve object refs in fn_kwargs); both are
         # proportional to the rows in candidate pairs, not to the corpus.
@@ -212,7 +216,43 @@ def _live(batch: pa.Table) -> pa.Table:
 
 
 def _emit(batch: pa.Table, fn) -> pa.Table:
-    return fn(_live(batch))
+    start = time.perf_counter()
+    out = fn(_live(batch))
+    return _timed_side(out, time.perf_counter() - start)
+
+
+def _reduce(records: pa.Table, fn) -> pa.Table:
+    carried = side_seconds(records)
+    start = time.perf_counter()
+    out = fn(side_records(records))
+    return _timed_side(out, carried + time.perf_counter() - start)
+
+
+def _timed_side(out: pa.Table, seconds: float) -> pa.Table:
+    """Side records carrying the seconds spent making them, so `ops.seconds` counts emit
+    and reduce work done on the workers. An empty output carries them in one all-null
+    placeholder record, so no time is lost; `side_records` removes placeholders."""
+    placeholder = out.num_rows == 0
+    if placeholder:
+        out = pa.Table.from_pylist([{}], schema=out.schema)
+    n = out.num_rows
+    return (out.append_column(SIDE_SECONDS, pa.array(np.full(n, seconds / n)))
+            .append_column(SIDE_PLACEHOLDER, pa.array(np.full(n, placeholder))))
+
+
+def side_seconds(side: pa.Table) -> float:
+    """Seconds carried by side records (see `_timed_side`)."""
+    if SIDE_SECONDS not in side.column_names:
+        return 0.0
+    return float(pc.sum(side[SIDE_SECONDS]).as_py() or 0.0)
+
+
+def side_records(side: pa.Table) -> pa.Table:
+    """The operator's own side records: placeholders and timing columns removed."""
+    if SIDE_PLACEHOLDER not in side.column_names:
+        return side
+    real = side.filter(pc.invert(side[SIDE_PLACEHOLDER]))
+    return real.drop_columns([SIDE_SECONDS, SIDE_PLACEHOLDER])
 
 
 def _select(batch: pa.Table, orders: np.ndarray, columns: tuple[str, ...]) -> pa.Table:

@@ -19,6 +19,7 @@ loses recall).
 from __future__ import annotations
 
 import json
+import os
 from typing import Literal
 
 import numpy as np
@@ -113,8 +114,11 @@ class MinHashDedup(GlobalOperator):
         order = order[sort]
         texts = [rows[self.ctx.text_column][int(i)].as_py() for i in sort] if len(sort) else []
         if p.verify == "exact" and candidates:
-            sh = mh.shingle_hashes(texts, p.ngram, p.unit)
-            a, b, _ = mh.verify_edges(a, b, p.threshold, shingles=sh, rows=order)
+            # This runs on the driver while the workers wait: use the local cores.
+            threads = os.cpu_count() or 1
+            sh = mh.shingle_hashes(texts, p.ngram, p.unit, threads=threads)
+            a, b, _ = mh.verify_edges(a, b, p.threshold, shingles=sh, rows=order,
+                                      threads=threads)
         elif p.verify == "estimate" and candidates:
             sigs = mh.text_signatures(texts, p.num_perm, p.seed, p.ngram, p.unit)
             a, b, _ = mh.verify_edges(a, b, p.threshold, sigs=sigs, rows=order)
