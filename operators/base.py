@@ -111,7 +111,8 @@ class Stage:
 
     - `map`: fn(rows) -> BatchResult, on any batch of the live rows;
     - `emit`: fn(rows) -> pa.Table of side records (e.g. one per row and LSH band);
-    - `reduce`: fn(side) -> pa.Table, each call seeing whole groups of side[`key`];
+    - `reduce`: fn(side) -> pa.Table, each call seeing whole groups of side[`key`] (an
+      integer column: hash other keys first);
     - `resolve`: fn(side, rows) -> pa.Table keyed by `_order`, called once with *all* side
       records and, for every `_order` named in the side columns `refs`, that row's
       `columns`. Its output columns are attached to those rows (null elsewhere) for
