@@ -117,7 +117,10 @@ class Stage:
       records and, for every `_order` named in the side columns `refs`, that row's
       `columns`. Its output columns are attached to those rows (null elsewhere) for
       the next `map` stage to read. Memory is bounded by the side records, which a
-      well-designed operator keeps proportional to the rows it must decide on.
+      well-designed operator keeps proportional to the rows it must decide on. With
+      `prepare`, the workers that select those rows first turn them into
+      `prepare(rows)` (keeping `_order`), so per-row work runs in parallel, not in
+      the single process that calls `fn`.
 
     Columns an operator adds to rows should start with `_`; they are dropped after its
     last stage (signals are kept).
@@ -129,6 +132,7 @@ class Stage:
     key: str | None = None
     refs: tuple[str, ...] = ()
     columns: tuple[str, ...] = ()
+    prepare: Callable | None = None
 
 
 class GlobalOperator(Operator):

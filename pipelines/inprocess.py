@@ -44,7 +44,8 @@ def run_operators(batches: list[pa.Table], operators: list[Operator],
             elif stage.kind == "resolve":
                 records = plan.side_records(side)
                 orders = plan.referenced_orders(records, stage.refs)
-                rows = _concat([plan._select(b, orders, stage.columns) for b in batches])
+                rows = _concat([plan._select(b, orders, stage.columns, stage.prepare)
+                                for b in batches])
                 decisions = stage.fn(records, rows)
                 if metrics is not None:
                     metrics[step] = plan.step_metrics(decisions)

@@ -117,7 +117,8 @@ class Plan:
         orders = ray.put(referenced_orders(records, stage.refs))
         # Only the rows named by side records travel to the driver: proportional to the
         # rows in candidate pairs, not to the corpus.
-        rows = _concat_refs([_task(_select).remote(b, orders, stage.columns) for b in blocks])
+        rows = _concat_refs([_task(_select).remote(b, orders, stage.columns, stage.prepare)
+                             for b in blocks])
         # Only the operator's own work counts: gathering above waits on upstream Ray work,
         # which would make ops.seconds (CPU time in the step) include other steps.
         start = time.perf_counter()
@@ -253,12 +254,14 @@ def side_records(side: pa.Table) -> pa.Table:
     return real.drop_columns([SIDE_SECONDS, SIDE_PLACEHOLDER])
 
 
-def _select(batch: pa.Table, orders: np.ndarray, columns: tuple[str, ...]) -> pa.Table:
+def _select(batch: pa.Table, orders: np.ndarray, columns: tuple[str, ...],
+            prepare=None) -> pa.Table:
     if not batch.num_rows:
         return pa.table({})
     live = _live(batch)
     mask = np.isin(live[C.ORDER].to_numpy(), orders)
-    return live.filter(pa.array(mask)).select([C.ORDER, *columns])
+    rows = live.filter(pa.array(mask)).select([C.ORDER, *columns])
+    return prepare(rows) if prepare is not None else rows
 
 
 def _attach(batch: pa.Table, decisions: pa.Table) -> pa.Table:

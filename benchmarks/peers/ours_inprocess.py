@@ -7,6 +7,8 @@ Reads the shards with the pipeline's own reader (the same batches `curate run` m
 runs the operator's stages on them in order, and writes OUT/dups.parquet (dropped id,
 keeper id) from the rows' drop reason and detail. `--signatures-only` times just
 `minhash_math.text_signatures` over all texts (the signature stage, single-threaded).
+The process pins itself to one CPU, so the figures are one core's (the operator would
+otherwise verify candidates on every core it may use).
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ from _common import Timer  # noqa: E402
 
 
 def main() -> None:
+    import os
+
+    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     pattern, out = sys.argv[1], Path(sys.argv[2])
     params = sys.argv[sys.argv.index("--params") + 1] if "--params" in sys.argv else \
         "{threshold: 0.8, num_perm: 128, ngram: 5, unit: word}"

@@ -6,9 +6,10 @@ Stages (the pipeline runs them on Ray Data; none holds the corpus in one process
 2. `edges` (reduce, by band key): rows sharing a bucket become candidate edges: all
    pairs in buckets of up to `clique_max` rows, a star to the smallest row in larger
    ones, so a huge bucket costs linear, not quadratic.
-3. `components` (resolve, sees only candidate edges and their rows): edges verified by
-   exact Jaccard of the shingle sets (or the signature estimate), connected components,
-   one keeper per component: the longest text, ties by input order.
+3. `components` (resolve, sees only candidate edges and their rows, whose shingle
+   hashes the workers compute while selecting them): edges verified by exact Jaccard
+   of the shingle sets (or the signature estimate), connected components, one keeper
+   per component: the longest text, ties by input order.
 4. `decide` (map): rows of a component other than its keeper are dropped as
    `near_duplicate` with detail = the keeper's id.
 Bands are chosen so a pair *at* the threshold is a candidate with p >= 0.99, and
@@ -31,6 +32,7 @@ from operators.base import ORDER_COLUMN, BatchResult, GlobalOperator, Params, St
 from operators.dedup import minhash_math as mh
 
 BAND_KEY = "_mh_band"
+_SHINGLES, _LENGTH = "_mh_shingles", "_mh_length"
 _REASON, _KEPT, _COMP, _SIZE = "_mh_reason", "_mh_kept", "_mh_component", "_mh_size"
 
 
@@ -79,7 +81,7 @@ class MinHashDedup(GlobalOperator):
             Stage("bands", self.bands_of, kind="emit"),
             Stage("edges", self.edges_of_buckets, kind="reduce", key=BAND_KEY),
             Stage("components", self.components, kind="resolve", refs=("a", "b"),
-                  columns=(text, ident)),
+                  columns=(text, ident), prepare=self.shingles_of),
             Stage("decide", self.decide),
         ]
 
@@ -101,34 +103,50 @@ class MinHashDedup(GlobalOperator):
                                self.params.clique_max)
         return pa.table({"a": pa.array(a, pa.int64()), "b": pa.array(b, pa.int64())})
 
+    def shingles_of(self, rows: pa.Table) -> pa.Table:
+        """Candidate rows -> their shingle hashes, length and id (on the workers)."""
+        p: MinHashParams = self.params
+        text = rows[self.ctx.text_column]
+        sh = mh.shingle_hashes(text.to_pylist(), p.ngram, p.unit)
+        return pa.table({
+            ORDER_COLUMN: rows[ORDER_COLUMN],
+            self.ctx.id_column: pc.cast(rows[self.ctx.id_column], pa.string()),
+            _LENGTH: pc.utf8_length(text),
+            _SHINGLES: pa.LargeListArray.from_arrays(pa.array(sh.offsets, pa.int64()),
+                                                     pa.array(sh.values, pa.uint64())),
+        })
+
     def components(self, edges: pa.Table, rows: pa.Table) -> pa.Table:
-        """Verify, connect and pick keepers; one output row per row in a component."""
+        """Verify, connect and pick keepers; one output row per row in a component.
+
+        `rows` are the candidate rows as `shingles_of` made them."""
         p: MinHashParams = self.params
         empty = edges.num_rows == 0
         a = np.empty(0, np.int64) if empty else edges["a"].to_numpy()
         b = np.empty(0, np.int64) if empty else edges["b"].to_numpy()
         a, b = mh.dedupe_edges(a, b)
         candidates = len(a)
-        order = rows[ORDER_COLUMN].to_numpy() if rows.num_rows else np.empty(0, np.int64)
-        sort = np.argsort(order)
-        order = order[sort]
-        texts = [rows[self.ctx.text_column][int(i)].as_py() for i in sort] if len(sort) else []
+        if not rows.num_rows:
+            rows = self.shingles_of(pa.table({ORDER_COLUMN: pa.array([], pa.int64()),
+                                              self.ctx.id_column: pa.array([], pa.string()),
+                                              self.ctx.text_column: pa.array([], pa.string())}))
+        rows = rows.sort_by(ORDER_COLUMN)
+        order = rows[ORDER_COLUMN].to_numpy()
+        lists = rows[_SHINGLES].combine_chunks()
+        starts = lists.offsets.to_numpy()
+        sh = mh.Shingles(pc.list_flatten(lists).to_numpy(), starts - starts[0])
         if p.verify == "exact" and candidates:
             # This runs on the driver while the workers wait: use the local cores.
-            threads = os.cpu_count() or 1
-            sh = mh.shingle_hashes(texts, p.ngram, p.unit, threads=threads)
             a, b, _ = mh.verify_edges(a, b, p.threshold, shingles=sh, rows=order,
-                                      threads=threads)
+                                      threads=len(os.sched_getaffinity(0)))
         elif p.verify == "estimate" and candidates:
-            sigs = mh.text_signatures(texts, p.num_perm, p.seed, p.ngram, p.unit)
+            sigs = mh.signatures(sh, p.num_perm, p.seed)
             a, b, _ = mh.verify_edges(a, b, p.threshold, sigs=sigs, rows=order)
         nodes, comp = mh.connected_components(a, b)
         pos = np.searchsorted(order, nodes)
-        length = np.fromiter((len(texts[i]) for i in pos.tolist()), np.int64, len(pos))
+        length = rows[_LENGTH].to_numpy().astype(np.int64)[pos]
         dropped, kept_by = mh.choose_keepers(nodes, comp, length)
-        ids = (pc.cast(rows[self.ctx.id_column], pa.string()).take(pa.array(sort)).to_pylist()
-               if len(sort) else [])
-        id_of = dict(zip(order.tolist(), ids, strict=True))
+        id_of = dict(zip(order.tolist(), rows[self.ctx.id_column].to_pylist(), strict=True))
         keeper_of = dict(zip(dropped.tolist(), kept_by.tolist(), strict=True))
         # The component's keeper names the component, so its id is stable and readable.
         keeper = np.array([keeper_of.get(n, n) for n in nodes.tolist()], np.int64)
