@@ -2,7 +2,7 @@
 
 read shards -> one `map_batches` per map operator (an actor pool if model-backed) ->
 each global operator's stages -> one write task per input shard. Side records
-(emit/reduce) live in their own dataset and are the only data sorted by a key; a resolve
+(emit/reduce) are Ray task outputs, grouped by key with a task-based shuffle; a resolve
 stage gathers only the side records and the rows they name. No stage gathers or
 shuffles the corpus.
 """
@@ -139,12 +139,12 @@ class Plan:
         """
         blocks = ds.to_arrow_refs()
         holders: dict[int, list] = defaultdict(list)
-        shards_of = ray.get([_shards_in.options(**RETRIES).remote(b) for b in blocks])
+        shards_of = ray.get([_task(_shards_in).remote(b) for b in blocks])
         for block, shards in zip(blocks, shards_of, strict=True):
             for shard in shards:
                 holders[shard].append(block)
-        write = ray.remote(_write_shard).options(**RETRIES)
-        pending = [write.remote(writer, shard, *refs) for shard, refs in sorted(holders.items())]
+        pending = [_task(_write_shard).remote(writer, shard, *refs)
+                   for shard, refs in sorted(holders.items())]
         while pending:
             done, pending = ray.wait(pending, num_returns=1)
             yield ray.get(done[0])
@@ -186,7 +186,6 @@ def build(shards: list[Shard], operators: list[Operator], writer: ShardWriter, *
     return plan.write(ds, writer), plan
 
 
-@ray.remote
 def _shards_in(block: pa.Table) -> list[int]:
     return np.unique(block[C.SHARD].to_numpy()).tolist() if block.num_rows else []
 

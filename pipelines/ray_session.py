@@ -40,8 +40,8 @@ def ray_session(address: str, num_cpus: int | None, object_store_mb: int) -> Ite
 def keep_idle_workers() -> None:
     """Keep idle Ray workers alive for the run instead of killing them after 1 s.
 
-    A pipeline's phases are separated by driver work (a resolve stage, a sort's sample),
-    long enough for Ray's default to kill the idle workers; each later phase then paid
+    A pipeline's phases are separated by driver work (gathering side records, a resolve
+    stage), long enough for Ray's default to kill the idle workers; each later phase paid
     ~2 s to start and import into a fresh worker (measured: 7 such gaps in a 100k-doc
     MinHash run). Read by the raylet at start, so set before `ray.init`; a value the
     user exported wins.

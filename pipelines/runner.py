@@ -72,10 +72,10 @@ def run(recipe, operators: list[Operator], recipe_yaml: str,
             with ray_session(ex.address, ex.num_cpus, ex.object_store_mb):
                 writer = ShardWriter(shards, steps, run_id, str(run_dir), inp.id_column,
                                      outp.rows_per_shard, outp.compression)
-                written, built = plan.build(shards, operators, writer, text_column=inp.text_column,
-                                       id_column=inp.id_column, max_doc_bytes=inp.max_doc_bytes,
-                                       batch_rows=inp.batch_rows, concurrency=ex.concurrency,
-                                       resume=resume)
+                written, built = plan.build(
+                    shards, operators, writer, text_column=inp.text_column,
+                    id_column=inp.id_column, max_doc_bytes=inp.max_doc_bytes,
+                    batch_rows=inp.batch_rows, concurrency=ex.concurrency, resume=resume)
                 summaries = []
                 for batch in written:
                     summaries.extend(batch.to_pylist())

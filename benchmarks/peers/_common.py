@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,6 +18,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 WORD = re.compile(r"\w+")
+
+
+def option(name: str, default):
+    """The command-line value after `name`, converted like `default`; else `default`."""
+    return type(default)(sys.argv[sys.argv.index(name) + 1]) if name in sys.argv else default
 
 
 def read_corpus(pattern: str) -> tuple[list[str], list[str]]:

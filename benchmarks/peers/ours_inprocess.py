@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import Timer  # noqa: E402
+from _common import Timer, option  # noqa: E402
 
 
 def main() -> None:
@@ -26,8 +26,7 @@ def main() -> None:
 
     os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     pattern, out = sys.argv[1], Path(sys.argv[2])
-    params = sys.argv[sys.argv.index("--params") + 1] if "--params" in sys.argv else \
-        "{threshold: 0.8, num_perm: 128, ngram: 5, unit: word}"
+    params = option("--params", "{threshold: 0.8, num_perm: 128, ngram: 5, unit: word}")
     import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq

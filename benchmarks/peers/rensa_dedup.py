@@ -15,13 +15,19 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import Timer, UnionFind, read_corpus, shingles, write_dups  # noqa: E402
+from _common import (  # noqa: E402
+    Timer,
+    UnionFind,
+    option,
+    read_corpus,
+    shingles,
+    write_dups,
+)
 
 
 def main() -> None:
     pattern, out = sys.argv[1], Path(sys.argv[2])
-    threshold = float(sys.argv[sys.argv.index("--threshold") + 1]) if "--threshold" in sys.argv \
-        else 0.8
+    threshold = option("--threshold", 0.8)
     verify = "--no-verify" not in sys.argv
     from rensa import RMinHash, RMinHashLSH
 

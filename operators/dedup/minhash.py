@@ -1,6 +1,6 @@
 """dedup.minhash: near-duplicate removal by MinHash LSH (algorithms.md section 4).
 
-Stages (the pipeline runs them on Ray Data; none holds the corpus in one process):
+Stages (the pipeline runs them on Ray; none holds the corpus in one process):
 1. `bands` (emit): signatures of each row's word 5-gram set (Broder 1997) and one
    record (band key, row) per LSH band (MMDS ch. 3.4 banding).
 2. `edges` (reduce, by band key): rows sharing a bucket become candidate edges: all

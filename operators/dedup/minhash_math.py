@@ -616,10 +616,6 @@ def bucket_edges(keys: np.ndarray, rows: np.ndarray,
     return dedupe_edges(a[keep], b[keep])
 
 
-def _pool(threads: int, tasks: int) -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max(1, min(threads, tasks)))
-
-
 def _positions(rows: np.ndarray | None, keys: np.ndarray) -> np.ndarray:
     if rows is None:
         return np.asarray(keys, np.int64)
@@ -647,11 +643,12 @@ def _set_keys(sh: Shingles, docs: np.ndarray) -> tuple[np.ndarray, np.ndarray, i
     """The shingle *sets* of `docs`, each hash cut to its top `bits` bits.
 
     Returns (hashes, offsets, bits): CSR in the order of `docs`, each set sorted and
-    de-duplicated. Cutting hashes to `bits` (39-40 bits for up to 16M candidate rows)
-    lets (doc or pair, hash) pack into one int64, so one `np.sort` does what a two-key
-    lexsort or a global rank (an argsort: 14 s for the 75M shingles of 1M docs) would.
+    de-duplicated. Cutting hashes to `bits` (40 bits for up to 8M candidate rows, one
+    fewer per doubling beyond) lets (doc or pair, hash) pack into one int64, so one
+    `np.sort` does what a two-key lexsort or a global rank (an argsort: 14 s for the 75M
+    shingles of 1M docs) would.
     Two different shingles of a pair then collide with probability about
-    |A| |B| / 2**bits (< 2e-7 for 300-shingle documents), against |A| |B| / 2**64 for
+    |A| |B| / 2**bits (< 1e-7 for 300-shingle documents at 40 bits), against |A| |B| / 2**64 for
     the full hashes: the Jaccard is exact but for that.
     """
     bits = 63 - max(int(len(docs)).bit_length(), _PAIR_BITS)
@@ -723,7 +720,7 @@ def verify_edges(
     ia, ib = _positions(rows, a), _positions(rows, b)
     if shingles is not None:
         parts = np.array_split(np.arange(len(ia)), max(1, min(threads, len(ia) // 1000)))
-        with _pool(threads, len(parts)) as pool:
+        with ThreadPoolExecutor(len(parts)) as pool:
             j = np.concatenate(list(pool.map(
                 lambda p: exact_jaccard(shingles, ia[p], ib[p]), parts)) or [np.zeros(0)])
     elif sigs is not None:
