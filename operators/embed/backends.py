@@ -11,11 +11,13 @@ Four backends turn texts into L2-normalised float32 vectors:
   cls or max over the attention mask) and L2 normalisation, one text per forward pass
   (see `OnnxEncoder.encode`).
 - `openvino`: the same fp32 export converted to OpenVINO IR and run by OpenVINO's CPU
-  plugin in bf16 (`precision: f32` on request), length-sorted padded batches through an
-  async request queue. Mean cosine 0.99999 to torch; 2.8-4.0x torch's docs/s (three runs)
-  on the 2-core dev box, which has AMX/AVX512-BF16. Without bf16 hardware the plugin runs
-  f32 and is no faster than torch; the encoder logs the precision it got, the manifest the
-  build's.
+  plugin, length-sorted padded batches through an async request queue, at one of three
+  precisions: `bf16` (default; mean cosine 0.99999 to torch, so thresholds carry over),
+  `int8` (fully-connected layers statically quantised with NNCF, calibrated on Python
+  standard-library docstrings; mean cosine 0.9975; the fastest) or `f32`. bf16, and the
+  non-quantised parts of int8, need AVX512-BF16/AMX: without them the plugin runs f32 and
+  bf16 is no faster than torch; the encoder logs the precision it got, the manifest the
+  build's. Speed-ups over torch on the 2-core dev box: benchmarks/embed.md.
 - `static`: a static (bag-of-token-vectors) model distilled from the same network with
   model2vec's `distill` (every vocabulary token is embedded once by the transformer; no
   PCA, so vectors stay in the reference's 384-d space and can be compared with it).
@@ -26,7 +28,7 @@ Four backends turn texts into L2-normalised float32 vectors:
 model file, `tokenizer.json` and a `manifest.json`) from a *local* model directory. It
 never downloads: `HF_HUB_OFFLINE=1` is set and only existing paths are accepted. Built
 artefacts live under the user cache (`$CURATE_CACHE_DIR`, else `$XDG_CACHE_HOME/curate`,
-else `~/.cache/curate`) in `embed/<model-fingerprint>/<backend>-v<FORMAT>/`, and are
+else `~/.cache/curate`) in `embed/<model-fingerprint>/<backend>-v<FORMATS[backend]>/`, and are
 never part of the repository. Build times on the (loaded) 2-core dev machine: onnx ~30 s,
 openvino ~5-16 s, static ~3.5 min (29.5k vocabulary tokens through the transformer).
 
@@ -64,10 +66,12 @@ log = logging.getLogger(__name__)
 
 Backend = Literal["torch", "onnx", "openvino", "static"]
 BACKENDS: tuple[str, ...] = ("torch", "onnx", "openvino", "static")
-PRECISIONS: tuple[str, ...] = ("bf16", "f32")  # openvino inference precisions
-FORMAT = 1  # bump when an artefact's layout or build recipe changes
+PRECISIONS: tuple[str, ...] = ("bf16", "int8", "f32")  # openvino
+# Artefact layout versions, per backend: bump one when its layout or build recipe changes.
+FORMATS = {"onnx": 1, "openvino": 2, "static": 1}
 ONNX_FILE = "model.int8.onnx"
 OPENVINO_FILE = "model.xml"  # OpenVINO IR; the weights are in model.bin beside it
+OPENVINO_INT8_FILE = "model.int8.xml"
 MANIFEST = "manifest.json"
 # Sentences used to check a freshly built artefact against the torch reference.
 CHECK_TEXTS = (
@@ -132,7 +136,7 @@ def model_fingerprint(path: str) -> str:
 
 def default_artefact_dir(model: str | os.PathLike | None, backend: str) -> Path:
     path = resolve_model(model)
-    return cache_root() / "embed" / model_fingerprint(str(path)) / f"{backend}-v{FORMAT}"
+    return cache_root() / "embed" / model_fingerprint(str(path)) / f"{backend}-v{FORMATS[backend]}"
 
 
 def read_manifest(path: Path) -> dict | None:
@@ -295,13 +299,14 @@ class OnnxEncoder(Encoder):
 
 
 class OpenVinoEncoder(Encoder):
-    """The fp32 export run by OpenVINO's CPU plugin, bf16 matmuls where the CPU has them.
+    """The export run by OpenVINO's CPU plugin: bf16 matmuls where the CPU has them, or the
+    int8 model (fully-connected layers in int8, the rest bf16/f32), or plain f32.
 
     Texts are sorted by token count and cut into batches of `batch_size` (padding only to
     the batch's longest text), and the batches go through an `AsyncInferQueue` so that the
-    plugin's streams (2 with 2 threads) each run one. bf16 is what makes it fast: on a CPU
-    without AVX512-BF16/AMX the plugin falls back to f32, which is no faster than torch;
-    `precision` holds what the plugin actually uses.
+    plugin's streams (2 with 2 threads) each run one. `precision` is what was asked for
+    and, for bf16/f32, what the plugin actually runs; `runtime` is the plugin's precision
+    for the layers that are not int8.
     """
 
     backend = "openvino"
@@ -317,20 +322,24 @@ class OpenVinoEncoder(Encoder):
         if self.max_tokens > self.manifest["max_positions"]:
             raise ValueError(f"max_tokens={self.max_tokens} exceeds the model's "
                              f"{self.manifest['max_positions']} positions")
-        # THROUGHPUT picks the stream count from the thread count (2 threads -> 2 streams);
-        # precision is always set, since the plugin's default is bf16 on AMX CPUs already.
-        config: dict = {"PERFORMANCE_HINT": "THROUGHPUT", "INFERENCE_PRECISION_HINT": precision}
+        # THROUGHPUT picks the stream count from the thread count (2 threads -> 2 streams).
+        # The hint is always set, since the plugin's default is bf16 on AMX CPUs already;
+        # int8 runs its other layers in bf16 where it can.
+        hint = "f32" if precision == "f32" else "bf16"
+        config: dict = {"PERFORMANCE_HINT": "THROUGHPUT", "INFERENCE_PRECISION_HINT": hint}
         if threads:
             config["INFERENCE_NUM_THREADS"] = threads
         core = ov.Core()
-        self.compiled = core.compile_model(core.read_model(str(artefact / OPENVINO_FILE)),
-                                           "CPU", config)
-        self.precision = self.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
-        if self.precision != precision:
+        model = OPENVINO_INT8_FILE if precision == "int8" else OPENVINO_FILE
+        self.compiled = core.compile_model(core.read_model(str(artefact / model)), "CPU", config)
+        self.runtime = self.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
+        self.precision = "int8" if precision == "int8" else self.runtime
+        if self.runtime != hint:
             log.warning("openvino: %s requested but the CPU runs %s (no bf16 support); "
-                        "expect torch-like speed", precision, self.precision)
-        log.info("openvino: inference precision %s, %s streams", self.precision,
-                 self.compiled.get_property("NUM_STREAMS"))
+                        "expect %s", hint, self.runtime,
+                        "a smaller speed-up" if precision == "int8" else "torch-like speed")
+        log.info("openvino: precision %s (other layers %s), %s streams", self.precision,
+                 self.runtime, self.compiled.get_property("NUM_STREAMS"))
         self.queue = ov.AsyncInferQueue(
             self.compiled, int(self.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
         self.inputs = [i.get_any_name() for i in self.compiled.inputs]
@@ -341,7 +350,9 @@ class OpenVinoEncoder(Encoder):
 
     @property
     def variant(self) -> str:
-        # bf16 and f32 vectors differ (cosine ~0.9999), so the cache keeps them apart.
+        # Each precision gives slightly different vectors, so the cache keeps them apart.
+        if self.precision == "int8":
+            return f"openvino-int8-{self.runtime}"
         return f"openvino-{self.precision}"
 
     def encode(self, texts: Sequence[str], batch_size: int) -> np.ndarray:
@@ -463,8 +474,8 @@ def prepare_backend(model: str | os.PathLike | None, backend: str,
 
     def current() -> bool:
         m = read_manifest(out)
-        return bool(m) and m.get("model_id") == fingerprint and m.get("format") == FORMAT \
-            and m.get("backend") == backend
+        return bool(m) and m.get("model_id") == fingerprint \
+            and m.get("format") == FORMATS[backend] and m.get("backend") == backend
 
     if current() and not force:
         return out
@@ -476,7 +487,7 @@ def prepare_backend(model: str | os.PathLike | None, backend: str,
         try:
             start = time.perf_counter()
             build = BUILDERS[backend]
-            base = {"format": FORMAT, "backend": backend, "model_id": fingerprint,
+            base = {"format": FORMATS[backend], "backend": backend, "model_id": fingerprint,
                     "model_path": str(path)}
             manifest = build(path, tmp, threads, base)
             manifest |= {"built_seconds": round(time.perf_counter() - start, 1),
@@ -627,24 +638,48 @@ def _build_onnx(path: Path, out: Path, threads: int | None, base: dict) -> dict:
 
 
 def _build_openvino(path: Path, out: Path, threads: int | None, base: dict) -> dict:
-    """The fp32 export converted to OpenVINO IR, weights kept fp32 (bf16 happens at run time,
-    and only where the CPU supports it; f32 stays available).
+    """The fp32 export converted to OpenVINO IR (weights kept fp32: bf16 happens at run
+    time, and only where the CPU supports it), plus an int8 IR of it quantised by NNCF.
 
     IR rather than the ONNX file: each actor's load then skips the ONNX front end (0.55 s vs
-    0.8-1.4 s read + compile measured), and the IR is the plugin's native format. Static
-    int8 (QDQ with calibration) was tried and lost: mean cosine 0.935 and slower than bf16.
+    0.8-1.4 s read + compile measured), and the IR is the plugin's native format.
+    int8 is NNCF post-training quantisation in its transformer mode (SmoothQuant, then
+    int8 weights and activations in the fully-connected layers, fast bias correction),
+    calibrated on 300 standard-library docstrings, one text per sample so that no padding
+    enters the statistics. ONNX Runtime's static QDQ int8 of the same export had lost 0.065
+    of mean cosine (0.935); this keeps 0.997.
     """
+    import nncf
     import openvino as ov
 
+    from operators.embed.calibration import calibration_texts
+
     fields, fp32 = _export_onnx(path, out, threads, "openvino")
-    ov.save_model(ov.convert_model(str(fp32)), str(out / OPENVINO_FILE), compress_to_fp16=False)
+    model = ov.convert_model(str(fp32))
+    ov.save_model(model, str(out / OPENVINO_FILE), compress_to_fp16=False)
     fp32.unlink()
+    texts = calibration_texts()
+    tokenizer = load_tokenizer(out, fields["max_seq_length"])
+
+    def sample(encoding) -> dict:
+        ids = np.asarray([encoding.ids], np.int64)
+        feeds = {"input_ids": ids, "attention_mask": np.ones_like(ids),
+                 "token_type_ids": np.asarray([encoding.type_ids], np.int64)}
+        return {k: feeds[k] for k in fields["inputs"]}
+
+    int8 = nncf.quantize(model, nncf.Dataset(tokenizer.encode_batch(texts), sample),
+                         model_type=nncf.ModelType.TRANSFORMER, subset_size=len(texts))
+    ov.save_model(int8, str(out / OPENVINO_INT8_FILE), compress_to_fp16=False)
     manifest = base | fields | {
-        "quantization": "none: fp32 weights; bf16 inference where the CPU has AVX512-BF16/AMX",
-        "versions": _versions("torch", "transformers", "onnx", "openvino")}
+        "quantization": "bf16/f32: none (fp32 weights); int8: NNCF post-training, "
+                        "transformer mode",
+        "calibration": f"{len(texts)} Python standard-library docstrings",
+        "versions": _versions("torch", "transformers", "onnx", "openvino", "nncf")}
     (out / MANIFEST).write_text(json.dumps(manifest))
     encoder = OpenVinoEncoder(out, None, threads)
     manifest["check_cosine"] = _check_cosine(encoder, path, fields["max_seq_length"])
+    manifest["check_cosine_int8"] = _check_cosine(OpenVinoEncoder(out, None, threads, "int8"),
+                                                  path, fields["max_seq_length"])
     # What the build machine ran; another CPU may differ (the encoder logs its own).
     manifest["inference_precision"] = encoder.precision
     return manifest

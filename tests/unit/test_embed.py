@@ -17,6 +17,7 @@ from operators.embed import Embed, EmbedParams, prepare_backend, vector_array, v
 from operators.embed.backends import (
     MANIFEST,
     OPENVINO_FILE,
+    OPENVINO_INT8_FILE,
     PRECISIONS,
     default_model_path,
     load_encoder,
@@ -204,7 +205,7 @@ def test_params_validate_in_a_recipe():
     ov = parse_recipe(text.replace("onnx", "openvino, precision: f32")).operators[0]
     assert ov.params.backend == "openvino" and ov.params.precision == "f32"
     with pytest.raises(Exception, match="precision"):
-        parse_recipe(text.replace("onnx", "openvino, precision: int8"))
+        parse_recipe(text.replace("onnx", "openvino, precision: int4"))
     with pytest.raises(ValueError, match="overwrite"):
         Embed(EmbedParams(column="text"), Context())
 
@@ -239,7 +240,7 @@ def test_onnx_backend_is_built_offline_and_close_to_torch(onnx_artefact, referen
 
 @pytest.fixture(scope="module")
 def openvino_artefact(tmp_path_factory):
-    """Built from the packaged model, offline (~15 s on 2 cores)."""
+    """Built from the packaged model, offline (~60 s on 2 cores, int8 calibration included)."""
     return prepare_backend(None, "openvino", tmp_path_factory.mktemp("ov") / "art", threads=2)
 
 
@@ -248,7 +249,9 @@ def test_openvino_backend_is_built_offline_and_close_to_torch(openvino_artefact,
     assert manifest["backend"] == "openvino" and manifest["check_cosine"] > 0.98
     # the precision the build machine ran: bf16 only where the CPU supports it
     assert manifest["inference_precision"] in PRECISIONS
+    assert manifest["check_cosine_int8"] > 0.98
     assert (openvino_artefact / OPENVINO_FILE).exists()
+    assert (openvino_artefact / OPENVINO_INT8_FILE).exists()
     assert not list(openvino_artefact.glob("*.onnx"))  # the export is an intermediate
     op = Embed(EmbedParams(backend="openvino", artefact_dir=str(openvino_artefact),
                            batch_size=4, threads=2), Context())
@@ -259,8 +262,11 @@ def test_openvino_backend_is_built_offline_and_close_to_torch(openvino_artefact,
     assert prepare_backend(None, "openvino", openvino_artefact) == openvino_artefact
 
 
-def test_openvino_vector_does_not_depend_on_batch_mates(openvino_artefact):
-    enc = load_encoder(None, "openvino", artefact_dir=openvino_artefact, threads=2)
+@pytest.mark.parametrize("precision", ["bf16", "int8"])
+def test_openvino_vector_does_not_depend_on_batch_mates(openvino_artefact, precision):
+    """int8 uses scales fixed at calibration, so a batch's contents cannot shift them."""
+    enc = load_encoder(None, "openvino", artefact_dir=openvino_artefact, threads=2,
+                       precision=precision)
     longer = [TEXTS[1] * 4, " ".join(TEXTS), TEXTS[4] * 2]
     alone = enc.encode([TEXTS[9]], batch_size=8)[0]
     padded = enc.encode(longer + [TEXTS[9]], batch_size=8)[3]  # padded to the longest
@@ -278,6 +284,18 @@ def test_openvino_reports_the_precision_it_runs(openvino_artefact, reference):
     assert (enc.encode(TEXTS, batch_size=4) * reference).sum(axis=1).min() > 0.9999
     with pytest.raises(ValueError, match="precision"):
         load_encoder(None, "openvino", artefact_dir=openvino_artefact, precision="int4")
+
+
+def test_openvino_int8_stays_close_to_torch(openvino_artefact, reference):
+    op = Embed(EmbedParams(backend="openvino", precision="int8", batch_size=4, threads=2,
+                           artefact_dir=str(openvino_artefact)), Context())
+    op.setup()
+    assert op._encoder.precision == "int8"
+    assert op._encoder.variant.startswith("openvino-int8-")  # cached apart from bf16/f32
+    v = vectors_of(op.process(batch_of(TEXTS)).table["embedding"])
+    np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)
+    cos = (v * reference).sum(axis=1)
+    assert cos.mean() >= 0.98 and cos.min() > 0.95
 
 
 def test_static_backend_loads_a_model2vec_artefact(tmp_path):
