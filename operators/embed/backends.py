@@ -62,6 +62,8 @@ from typing import Literal
 import numpy as np
 import xxhash
 
+from operators.embed.truncation import load_tokenizer
+
 log = logging.getLogger(__name__)
 
 Backend = Literal["torch", "onnx", "openvino", "static"]
@@ -235,15 +237,6 @@ class TorchEncoder(Encoder):
         out = self.model.encode(list(texts), batch_size=batch_size, normalize_embeddings=True,
                                 convert_to_numpy=True, show_progress_bar=False)
         return np.asarray(out, dtype=np.float32).reshape(len(texts), self.dim)
-
-
-def load_tokenizer(path: Path, max_tokens: int):
-    from tokenizers import Tokenizer
-
-    tok = Tokenizer.from_file(str(path / "tokenizer.json"))
-    tok.no_padding()
-    tok.enable_truncation(max_tokens)
-    return tok
 
 
 def pool(hidden: np.ndarray, mask: np.ndarray, mode: str) -> np.ndarray:
