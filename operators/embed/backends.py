@@ -29,8 +29,9 @@ model file, `tokenizer.json` and a `manifest.json`) from a *local* model directo
 never downloads: `HF_HUB_OFFLINE=1` is set and only existing paths are accepted. Built
 artefacts live under the user cache (`$CURATE_CACHE_DIR`, else `$XDG_CACHE_HOME/curate`,
 else `~/.cache/curate`) in `embed/<model-fingerprint>/<backend>-v<FORMATS[backend]>/`, and are
-never part of the repository. Build times on the (loaded) 2-core dev machine: onnx ~30 s,
-openvino ~5-16 s, static ~3.5 min (29.5k vocabulary tokens through the transformer).
+never part of the repository. Build times on the 2-core dev machine: onnx ~30 s, openvino
+~45 s (int8 calibration included), static ~3.5 min (29.5k vocabulary tokens through the
+transformer).
 
 Truncation rule (all backends): a text is cut to its first `max_tokens` word-pieces of the
 model's WordPiece tokenizer. For `torch`, `onnx` and `openvino` the count includes the

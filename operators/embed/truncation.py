@@ -4,13 +4,15 @@ tokenizing the rest of a long text.
 Tokenizing costs ~1 us per character on the dev box, whole texts included even though
 only the first 256 word-pieces are kept: a 10k-character web page spends ~10 ms there,
 half its forward pass in bf16. On 2,000 sample-corpus documents (mean 1,290 characters,
-13% over 2,048) the cut takes tokenizing from 1.17 to 0.71-0.84 CPU-ms per document. For BERT-style tokenizers (per-character normaliser,
-pre-tokenizer splitting at whitespace and punctuation) a word's word-pieces do not depend
-on the text after it, so a long text is first cut at a whitespace before
-HEAD_CHARS_PER_TOKEN * max_tokens characters. When the head alone still overflows
-`max_tokens`, its first `max_tokens` word-pieces are the full text's; when it does not
-(very long words, runs of spaces), the full text is tokenized again. The ids are
-identical to tokenizing whole texts either way (tests/unit/test_truncation.py).
+13% over 2,048) the cut takes tokenizing from 1.17 to 0.71-0.84 CPU-ms per document.
+
+For BERT-style tokenizers (per-character normaliser, pre-tokenizer splitting at whitespace
+and punctuation) a word's word-pieces do not depend on the text after it, so a long text
+is first cut at a whitespace before HEAD_CHARS_PER_TOKEN * max_tokens characters. When the
+head alone still overflows `max_tokens`, its first `max_tokens` word-pieces are the full
+text's; when it does not (very long words, runs of spaces), the full text is tokenized
+again. The ids are identical to tokenizing whole texts either way
+(tests/unit/test_truncation.py).
 """
 
 from __future__ import annotations
