@@ -74,7 +74,8 @@ class Recipe(Strict):
         return self
 
     def context(self) -> Context:
-        return Context(self.input.text_column, self.input.id_column, self.execution.seed)
+        return Context(self.input.text_column, self.input.id_column, self.execution.seed,
+                       actors=self.execution.concurrency or 1)
 
 
 class RecipeError(ValueError):

@@ -29,6 +29,9 @@ class Context:
     text_column: str = "text"
     id_column: str = "id"
     seed: int = 0
+    # Actors running each model-backed step (the pipeline's pool size), so that an actor
+    # can size its thread pool to its share of the node.
+    actors: int = 1
 
 
 # Every batch handed to an operator carries this int64 column: the row's position in the

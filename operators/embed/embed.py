@@ -22,10 +22,12 @@ Truncation: each text is cut to its first `max_tokens` word-pieces ([CLS]/[SEP] 
 torch/onnx/openvino); default the model's `max_seq_length` (256 for MiniLM).
 
 Threads: `threads` sets torch's / onnxruntime's intra-op threads, or OpenVINO's inference
-threads, in each actor. Left unset, the libraries' defaults apply: Ray sets
-OMP_NUM_THREADS=1 in workers by default (torch), while OpenVINO ignores it and takes every
-core; so set `threads` to the cores you want each actor to use (e.g. 2 with one actor on a
-2-core node).
+threads, in each actor. Left unset, each actor takes its share of the machine it runs on:
+the CPUs this process may use divided by the step's actor count (`execution.concurrency`,
+default 1), at least 1. Without this, torch in a Ray worker would run on one thread (Ray
+sets OMP_NUM_THREADS from the actor's fractional CPU request) while OpenVINO would take
+every core whatever the actor count. On a multi-node cluster the share is computed as if
+every actor shared one node, which under-uses large nodes: set `threads` there.
 
 Cache: with `cache_dir`, vectors are stored in Parquet keyed by an xxh3-128 hash of the
 text, model fingerprint, backend (for openvino with the precision it ran) and max_tokens,
@@ -34,6 +36,7 @@ and a later run reuses them bit for bit (see `operators.embed.cache`).
 
 from __future__ import annotations
 
+import os
 from typing import Literal
 
 import numpy as np
@@ -66,11 +69,16 @@ class EmbedParams(Params):
                                    "word-pieces of each text (default: the model's "
                                    "max_seq_length)")
     threads: int | None = Field(None, ge=1, le=512, description="intra-op threads per actor "
-                                "(default: the library default; Ray workers default to 1)")
+                                "(default: this machine's CPUs / the step's actor count)")
     cache_dir: str | None = Field(None, description="Parquet embedding cache shared across "
                                   "runs (keyed by text, model, backend and max_tokens)")
     artefact_dir: str | None = Field(None, description="prepared onnx/openvino/static artefact "
                                      "directory (default: the user cache, built if missing)")
+
+
+def default_threads(actors: int) -> int:
+    """This process's share of the CPUs it may use when `actors` actors split them."""
+    return max(1, len(os.sched_getaffinity(0)) // max(actors, 1))
 
 
 class Embed(MapOperator):
@@ -100,8 +108,8 @@ class Embed(MapOperator):
             from operators.embed.backends import load_encoder
 
             self._encoder = load_encoder(p.model, p.backend, max_tokens=p.max_tokens,
-                                         threads=p.threads, artefact_dir=p.artefact_dir,
-                                         precision=p.precision)
+                                         threads=p.threads or default_threads(self.ctx.actors),
+                                         artefact_dir=p.artefact_dir, precision=p.precision)
         if p.cache_dir and self._cache is None:
             from operators.embed.cache import EmbeddingCache
 

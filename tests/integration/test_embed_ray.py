@@ -48,7 +48,7 @@ def test_embed_in_actors_matches_direct_encode(ray_session, docs, tmp_path):
     cache = tmp_path / "cache"
     steps = ("  - op: filter.length\n    params: {min_chars: 2}\n"
              "  - op: embed\n"
-             f"    params: {{batch_size: 8, threads: 2, cache_dir: '{cache}'}}\n")
+             f"    params: {{batch_size: 8, cache_dir: '{cache}'}}\n")  # default threads
     result = run_recipe(str(root / "*.parquet"), tmp_path / "out", steps)
     assert [r["rows_out"] for r in result.ops] == [22, 20, 20]
 

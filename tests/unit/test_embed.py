@@ -22,6 +22,7 @@ from operators.embed.backends import (
     default_model_path,
     load_encoder,
 )
+from operators.embed.embed import default_threads
 from pipelines import columns as C
 from pipelines.inprocess import run_operators
 from pipelines.shards import Shard
@@ -327,3 +328,23 @@ def test_unprepared_artefact_dir_is_a_clear_error(tmp_path):
 def test_runs_in_process_like_the_pipeline(tmp_path):
     out = run_operators([batch_of(TEXTS[:3])], [fake_op()])
     assert out[0]["embedding"].type == pa.list_(pa.float32(), 4)
+
+
+def test_unset_threads_take_the_actors_share_of_the_cpus(monkeypatch):
+    cpus = len(os.sched_getaffinity(0))
+    assert default_threads(1) == cpus and default_threads(cpus * 4) == 1
+    seen = {}
+
+    def fake_load(*args, **kwargs):
+        seen.update(kwargs)
+        raise RuntimeError("stop")  # only the arguments matter here
+
+    monkeypatch.setattr("operators.embed.backends.load_encoder", fake_load)
+    for actors, params, want in [(1, {}, cpus), (2, {}, max(1, cpus // 2)),
+                                 (2, {"threads": 3}, 3)]:
+        with pytest.raises(RuntimeError, match="stop"):
+            Embed(EmbedParams(**params), Context(actors=actors)).setup()
+        assert seen["threads"] == want
+    text = ("name: t\ninput: {path: x.parquet}\noutput: {path: o}\n"
+            "execution: {concurrency: 3}\nsteps:\n  - op: embed\n")
+    assert parse_recipe(text).operators[0].ctx.actors == 3
