@@ -53,8 +53,8 @@ class EmbedParams(Params):
     model: str | None = Field(None, description="local sentence-transformers model directory "
                               "(default: the packaged all-MiniLM-L6-v2); never downloaded")
     backend: Literal["torch", "onnx", "openvino", "static"] = Field(
-        "torch", description="torch: reference; onnx: int8 ONNX export; openvino: fp32 export "
-                             "run in bf16 by OpenVINO (fast only on CPUs with bf16 support); "
+        "torch", description="torch: reference; onnx: int8 ONNX export; openvino: the export "
+                             "run by OpenVINO at `precision` (fast only on CPUs with AMX); "
                              "static: distilled token vectors (all but torch are built "
                              "offline on first use)")
     batch_size: int = Field(32, ge=1, le=4096, description="texts per forward pass (torch, "
