@@ -38,17 +38,27 @@ def make_slow_op(params):
 
 
 def kill_a_busy_worker(marker: str, killed: list[int], stop: threading.Event) -> None:
-    """SIGKILL the first Ray worker process whose title shows it running `marker`."""
+    """SIGKILL the first Ray task process whose title shows it running `marker`, re-checked
+    just before the kill. Actor-pool workers (`ray::MapWorker(...)`) of earlier tests may
+    still be shutting down, so they never match."""
     import psutil
+
+    def busy(cmd: str) -> bool:
+        return cmd.startswith("ray::") and marker in cmd and "MapWorker" not in cmd
 
     while not stop.is_set():
         for proc in psutil.process_iter(["pid", "cmdline"]):
-            cmd = " ".join(proc.info["cmdline"] or [])
-            if cmd.startswith("ray::") and marker in cmd and proc.pid != os.getpid():
-                time.sleep(0.3)  # let it get into a batch
+            if proc.pid == os.getpid() or not busy(" ".join(proc.info["cmdline"] or [])):
+                continue
+            time.sleep(0.3)  # let it get into a batch
+            try:
+                if not busy(" ".join(proc.cmdline())):
+                    continue  # the task ended meanwhile: look for another
                 os.kill(proc.pid, signal.SIGKILL)
-                killed.append(proc.pid)
-                return
+            except (ProcessLookupError, psutil.NoSuchProcess):
+                continue
+            killed.append(proc.pid)
+            return
         time.sleep(0.05)
 
 
