@@ -229,10 +229,10 @@ def main() -> None:
             "downstream": downstream.get(r.name, downstream[raw.name]),
             "setup_s": setups.get(r.name),
         }
-    for name, r in results["backends"].items():
-        if name.startswith("embed ") and name.split()[1] in BUILT:
-            m = read_manifest(default_artefact_dir(None, name.split()[1])) or {}
-            r["artefact_build_s"] = m.get("built_seconds")
+    for name, op in ops.items():
+        if op.params.backend in BUILT:
+            m = read_manifest(default_artefact_dir(None, op.params.backend)) or {}
+            results["backends"][name]["artefact_build_s"] = m.get("built_seconds")
 
     print(f"\n{args.docs} docs (mean {results['mean_chars']:.0f} chars), {args.threads} threads, "
           f"batch {args.batch_size}, {args.rounds} interleaved rounds, {os.cpu_count()} cores; "

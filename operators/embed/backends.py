@@ -240,6 +240,14 @@ class TorchEncoder(Encoder):
         return np.asarray(out, dtype=np.float32).reshape(len(texts), self.dim)
 
 
+def single_text_feeds(encoding, inputs: Sequence[str]) -> dict[str, np.ndarray]:
+    """One tokenized text as a batch of one, no padding, restricted to the model's inputs."""
+    ids = np.asarray([encoding.ids], np.int64)
+    feeds = {"input_ids": ids, "attention_mask": np.ones_like(ids),
+             "token_type_ids": np.asarray([encoding.type_ids], np.int64)}
+    return {k: feeds[k] for k in inputs}
+
+
 def pool(hidden: np.ndarray, mask: np.ndarray, mode: str) -> np.ndarray:
     m = mask[..., None].astype(np.float32)
     if mode == "cls":
@@ -284,10 +292,8 @@ class OnnxEncoder(Encoder):
             return out
         pooling = self.manifest["pooling"]
         for i, enc in enumerate(self.tokenizer.encode_batch(list(texts))):
-            ids = np.asarray([enc.ids], np.int64)
-            feeds = {"input_ids": ids, "attention_mask": np.ones_like(ids),
-                     "token_type_ids": np.asarray([enc.type_ids], np.int64)}
-            hidden = self.session.run(None, {k: feeds[k] for k in self.inputs})[0]
+            feeds = single_text_feeds(enc, self.inputs)
+            hidden = self.session.run(None, feeds)[0]
             out[i] = pool(hidden, feeds["attention_mask"], pooling)[0]
         return normalise(out)
 
@@ -589,10 +595,10 @@ def _export_onnx(path: Path, out: Path, threads: int | None, backend: str) -> tu
     return fields, fp32
 
 
-def _check_cosine(encoder: Encoder, path: Path, max_seq_length: int) -> float:
-    """Mean cosine of `encoder`'s vectors to the torch reference on CHECK_TEXTS."""
+def _check_cosine(encoder: Encoder, ref: np.ndarray) -> float:
+    """Mean cosine of `encoder`'s vectors on CHECK_TEXTS to `ref`, the torch reference's
+    (`_reference(path, CHECK_TEXTS, max_seq_length)`)."""
     check = encoder.encode(CHECK_TEXTS, batch_size=len(CHECK_TEXTS))
-    ref = _reference(path, CHECK_TEXTS, max_seq_length)
     return round(float((check * ref).sum(axis=1).mean()), 5)
 
 
@@ -626,8 +632,8 @@ def _build_onnx(path: Path, out: Path, threads: int | None, base: dict) -> dict:
         "quantization": "onnxruntime dynamic int8, per-channel QInt8 weights",
         "versions": _versions("torch", "transformers", "onnx", "onnxruntime")}
     (out / MANIFEST).write_text(json.dumps(manifest))
-    manifest["check_cosine"] = _check_cosine(OnnxEncoder(out, None, threads), path,
-                                             fields["max_seq_length"])
+    ref = _reference(path, CHECK_TEXTS, fields["max_seq_length"])
+    manifest["check_cosine"] = _check_cosine(OnnxEncoder(out, None, threads), ref)
     return manifest
 
 
@@ -653,16 +659,10 @@ def _build_openvino(path: Path, out: Path, threads: int | None, base: dict) -> d
     ov.save_model(model, str(out / OPENVINO_FILE), compress_to_fp16=False)
     fp32.unlink()
     texts = calibration_texts()
-    tokenizer = load_tokenizer(out, fields["max_seq_length"])
-
-    def sample(encoding) -> dict:
-        ids = np.asarray([encoding.ids], np.int64)
-        feeds = {"input_ids": ids, "attention_mask": np.ones_like(ids),
-                 "token_type_ids": np.asarray([encoding.type_ids], np.int64)}
-        return {k: feeds[k] for k in fields["inputs"]}
-
-    int8 = nncf.quantize(model, nncf.Dataset(tokenizer.encode_batch(texts), sample),
-                         model_type=nncf.ModelType.TRANSFORMER, subset_size=len(texts))
+    encodings = load_tokenizer(out, fields["max_seq_length"]).encode_batch(texts)
+    samples = nncf.Dataset(encodings, lambda enc: single_text_feeds(enc, fields["inputs"]))
+    int8 = nncf.quantize(model, samples, model_type=nncf.ModelType.TRANSFORMER,
+                         subset_size=len(texts))
     ov.save_model(int8, str(out / OPENVINO_INT8_FILE), compress_to_fp16=False)
     manifest = base | fields | {
         "quantization": "bf16/f32: none (fp32 weights); int8: NNCF post-training, "
@@ -671,9 +671,10 @@ def _build_openvino(path: Path, out: Path, threads: int | None, base: dict) -> d
         "versions": _versions("torch", "transformers", "onnx", "openvino", "nncf")}
     (out / MANIFEST).write_text(json.dumps(manifest))
     encoder = OpenVinoEncoder(out, None, threads)
-    manifest["check_cosine"] = _check_cosine(encoder, path, fields["max_seq_length"])
+    ref = _reference(path, CHECK_TEXTS, fields["max_seq_length"])
+    manifest["check_cosine"] = _check_cosine(encoder, ref)
     manifest["check_cosine_int8"] = _check_cosine(OpenVinoEncoder(out, None, threads, "int8"),
-                                                  path, fields["max_seq_length"])
+                                                  ref)
     # What the build machine ran; another CPU may differ (the encoder logs its own).
     manifest["inference_precision"] = encoder.precision
     return manifest
@@ -700,9 +701,8 @@ def _build_static(path: Path, out: Path, threads: int | None, base: dict) -> dic
                 "max_positions": None, "distill": {"pca_dims": None, "tool": "model2vec"},
                 "versions": _versions("model2vec", "torch", "transformers")}
     (out / MANIFEST).write_text(json.dumps(manifest))
-    check = StaticEncoder(out, None, threads).encode(CHECK_TEXTS, batch_size=len(CHECK_TEXTS))
     ref = _reference(path, CHECK_TEXTS, layout["max_seq_length"])
-    manifest["check_cosine"] = round(float((check * ref).sum(axis=1).mean()), 5)
+    manifest["check_cosine"] = _check_cosine(StaticEncoder(out, None, threads), ref)
     return manifest
 
 
