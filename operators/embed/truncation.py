@@ -3,8 +3,9 @@ tokenizing the rest of a long text.
 
 Tokenizing costs ~1 us per character on the dev box, whole texts included even though
 only the first 256 word-pieces are kept: a 10k-character web page spends ~10 ms there,
-half its forward pass in bf16. On 2,000 sample-corpus documents (mean 1,290 characters,
-13% over 2,048) the cut takes tokenizing from 1.17 to 0.71-0.84 CPU-ms per document.
+half its forward pass in bf16. On 2,000 sample-corpus documents (mean 1,179 characters,
+12.7% over 2,048) the cut takes tokenizing from 1.14 to 0.81 CPU-ms per document
+(benchmarks/tokenize_head.py).
 
 For BERT-style tokenizers (per-character normaliser, pre-tokenizer splitting at whitespace
 and punctuation) a word's word-pieces do not depend on the text after it, so a long text
