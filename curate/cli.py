@@ -28,29 +28,60 @@ from curate.cli_app import (
 
 
 @app.command()
-def validate(recipe: Path, set_: SetOpt = None) -> None:
-    """Check a recipe (schema, ops, parameter types and bounds) without running it."""
-    loaded = load(recipe, set_)
-    steps = ", ".join(f"{s.name} ({s.op})" for s in loaded.recipe.steps)
-    out_console.print(f"[green]ok[/] {recipe}: {len(loaded.recipe.steps)} steps: {steps}")
+def validate(recipe: Path, input_: InputOpt = None, output: OutputOpt = None,
+             set_: SetOpt = None) -> None:
+    """Check a recipe without running it: schema, ops, parameters, and for local runs the
+    input (the glob matches readable shards) and the output folder (safe to write)."""
+    loaded = load(recipe, set_, path_overrides(input_, output))
+    spec = loaded.recipe
+    if spec.execution.address == "local":
+        _check_paths(spec)
+        where = f"; input and output checked ({spec.input.path} -> {spec.output.path})"
+    else:
+        where = f"; paths not checked here (they are read on {spec.execution.address})"
+    steps = ", ".join(f"{s.name} ({s.op})" for s in spec.steps)
+    out_console.print(f"[green]ok[/] {recipe}: {len(spec.steps)} steps: {steps}{escape(where)}")
+
+
+def _check_paths(spec) -> None:
+    from pipelines import preflight
+    from pipelines.errors import CurateError
+    from pipelines.shards import discover
+
+    inp = spec.input
+    try:
+        shards = discover(inp.path, inp.format, inp.text_column, inp.id_column)
+        preflight.check(inp.path, [s.path for s in shards], Path(spec.output.path))
+    except CurateError as exc:
+        fail(str(exc), code=2)
 
 
 @app.command()
 def run(recipe: Path, input_: InputOpt = None, output: OutputOpt = None,
         set_: SetOpt = None) -> None:
-    """Run a recipe: locally on an embedded Ray, or on `execution.address`."""
-    from pipelines.errors import root_cause
+    """Run a recipe: locally on an embedded Ray, or on `execution.address`.
+
+    Ctrl-C stops the run; rerunning the same command resumes it from its last checkpoint.
+    """
+    from pipelines.errors import CurateError, one_line, root_cause
+    from pipelines.runner import TRACEBACK_NOTE
     from pipelines.runner import run as run_recipe
 
     loaded = load(recipe, set_, path_overrides(input_, output))
     resolved = yaml.safe_dump(loaded.raw, sort_keys=False)
-    with _progress() as report:
+    with _progress() as live:
         try:
-            result = run_recipe(loaded.recipe, loaded.operators, resolved, progress=report,
+            result = run_recipe(loaded.recipe, loaded.operators, resolved, progress=live.update,
                                 log=lambda message: err.print(escape(message)))
+        except KeyboardInterrupt:
+            live.stop()
+            fail("interrupted; rerun the same command to resume", code=130)
         except Exception as exc:  # noqa: BLE001 - shown to the user without a traceback
             cause = root_cause(exc)
-            fail(f"run failed: {cause}")
+            notes = [n for n in getattr(exc, "__notes__", []) if n.startswith(TRACEBACK_NOTE)]
+            hint = f" ({notes[0]})" if notes and not isinstance(cause, CurateError) else ""
+            live.stop()
+            fail(f"run failed: {one_line(cause)}{hint}")
     _print_funnel(result.ops)
     out_console.print(
         f"[green]done[/] in {result.seconds:.1f}s: run {result.run_id} -> {result.output}\n"
@@ -77,7 +108,11 @@ class _progress:
         self.bar.start()
         self.task = self.bar.add_task("reading, transforming (shards are written last)",
                                       total=None)
-        return self.update
+        return self
+
+    def stop(self) -> None:
+        """End the live line before an error is printed under it."""
+        self.bar.stop()
 
     def update(self, done: int, total: int, kept: int) -> None:
         self.bar.update(self.task, completed=done, total=total,

@@ -8,6 +8,7 @@ import socket
 from collections.abc import Iterator
 from pathlib import Path
 
+from pipelines import layout
 from pipelines.errors import OutputLockedError
 
 
@@ -24,7 +25,7 @@ def _alive(pid: int) -> bool:
 @contextlib.contextmanager
 def output_lock(out: Path) -> Iterator[None]:
     """Hold `OUT/_curate/lock` for the run; a lock left by a dead process is taken over."""
-    lock = out / "_curate" / "lock"
+    lock = layout.lock_file(out)
     lock.parent.mkdir(parents=True, exist_ok=True)
     me = f"{socket.gethostname()} {os.getpid()}"
     while True:

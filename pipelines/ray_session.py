@@ -35,8 +35,6 @@ def ray_session(address: str, num_cpus: int | None, object_store_mb: int) -> Ite
         ray.shutdown()
 
 
-
-
 def keep_idle_workers() -> None:
     """Keep idle Ray workers alive for the run instead of killing them after 1 s.
 
@@ -62,3 +60,29 @@ def _quiet_ray_data() -> None:
     ctx.op_resource_reservation_enabled = False
     for name in ("ray.data", "ray.data._internal.execution.streaming_executor"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    # A failing task's traceback: curate reports the cause in one line and keeps the
+    # whole traceback in the run's error.log.
+    for name in ("ray.data._internal.execution.streaming_executor_state", "ray.data.exceptions"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    for name, text in _EXPECTED_WARNINGS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropMessage) for f in logger.filters):
+            logger.addFilter(_DropMessage(text))
+
+
+# Warnings that are wrong or expected for curate: progress bars are off on purpose, and
+# the "no available CPUs" check fires whenever the fractional-CPU actor pool of a model
+# step holds the CPUs at the moment a dataset starts, which then completes normally.
+_EXPECTED_WARNINGS = [
+    ("ray.data._internal.progress", "Progress bars disabled"),
+    ("ray.data.dataset", "The Dataset job will hang unless more CPUs"),
+]
+
+
+class _DropMessage(logging.Filter):
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.text not in record.getMessage()

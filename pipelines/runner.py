@@ -2,24 +2,27 @@
 
 from __future__ import annotations
 
-import os
 import secrets
 import shutil
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from operators.base import Operator
-from pipelines import checkpoints, plan
+from pipelines import checkpoints, layout, plan, preflight
 from pipelines.accounting import funnel
+from pipelines.errors import one_line, root_cause
 from pipelines.lock import output_lock
+from pipelines.publish import finish_publish, publish
 from pipelines.ray_session import ray_session
 from pipelines.run_record import write_ops, write_run
 from pipelines.shards import discover
 from pipelines.writer import ShardWriter, StepInfo
 
+TRACEBACK_NOTE = "full traceback: "  # the note a failed run adds to its exception
 Progress = Callable[[int, int, int], None]  # (shards_done, shards_total, rows_kept_so_far)
 
 
@@ -51,13 +54,17 @@ def run(recipe, operators: list[Operator], recipe_yaml: str,
     ]
     started = datetime.now(UTC)
     t0 = time.perf_counter()
+    shards = discover(inp.path, inp.format, inp.text_column, inp.id_column)
+    preflight.check(inp.path, [s.path for s in shards], out)
+    if log and not any(s.rows for s in shards):
+        log(f"warning: the {len(shards)} input file(s) matching '{inp.path}' hold no rows; "
+            "the output will be empty")
     with output_lock(out):
         finish_publish(out)
-        shards = discover(inp.path, inp.format, inp.text_column, inp.id_column)
         print_ = checkpoints.fingerprint(recipe_yaml, shards)
-        resume = checkpoints.find_unfinished(out / "_curate" / "runs", print_)
+        resume = checkpoints.find_unfinished(layout.runs_dir(out), print_)
         if resume is None:
-            resume = checkpoints.Resume(out / "_curate" / "runs" / new_run_id())
+            resume = checkpoints.Resume(layout.runs_dir(out) / new_run_id())
             resume.run_dir.mkdir(parents=True)
             (resume.run_dir / "fingerprint").write_text(print_)
         elif log:
@@ -65,7 +72,9 @@ def run(recipe, operators: list[Operator], recipe_yaml: str,
             log(f"resuming unfinished run {resume.run_dir.name}: completed steps skipped: "
                 f"{done}; continuing from step {resume.step + 1}")
         run_dir, run_id = resume.run_dir, resume.run_dir.name
-        shutil.rmtree(run_dir / "staging", ignore_errors=True)  # a killed run's partial output
+        # A killed run's partial output and its old error log.
+        shutil.rmtree(layout.staging_dir(run_dir), ignore_errors=True)
+        layout.error_log(run_dir).unlink(missing_ok=True)
         (run_dir / "recipe.yaml").write_text(recipe_yaml, encoding="utf-8")
         status, error, ops = "failed", None, []
         try:
@@ -84,45 +93,36 @@ def run(recipe, operators: list[Operator], recipe_yaml: str,
                                  sum(s["kept"] for s in summaries))
             ops = funnel(shards, summaries, steps, built.driver_seconds, built.metrics)
             write_ops(run_dir, run_id, ops)
-            publish(run_dir / "staging", out)
-            shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+            publish(layout.staging_dir(run_dir), out, run_id)
+            shutil.rmtree(layout.checkpoints_dir(run_dir), ignore_errors=True)
             status = "succeeded"
         except BaseException as exc:
-            error = f"{type(exc).__name__}: {exc}"
+            error = one_line(root_cause(exc))
+            _record_failure(run_dir, exc)
             raise
         finally:
-            write_run(run_dir, run_id=run_id, recipe=recipe, recipe_yaml=recipe_yaml,
-                      started=started, finished=datetime.now(UTC), status=status, error=error,
-                      rows_in=ops[0]["rows_in"] if ops else None,
-                      rows_out=ops[-1]["rows_out"] if ops else None,
-                      resumed_from=resume.step)
+            try:
+                write_run(run_dir, run_id=run_id, recipe=recipe, recipe_yaml=recipe_yaml,
+                          started=started, finished=datetime.now(UTC), status=status,
+                          error=error, rows_in=ops[0]["rows_in"] if ops else None,
+                          rows_out=ops[-1]["rows_out"] if ops else None,
+                          resumed_from=resume.step)
+            except OSError:
+                if status == "succeeded":
+                    raise
+                # A failed run's record is best effort (the disk may be full); the error
+                # being raised is what the user must see.
     return RunResult(run_id, out, ops, time.perf_counter() - t0, resume.step)
 
 
-def publish(staging: Path, out: Path) -> None:
-    """Replace the previous run's output shards with this run's, crash-safely.
 
-    A marker names the run being published; if the process dies half-way, the next run
-    into OUT finishes this publish first (`finish_publish`), so OUT never stays a mix
-    of two runs' shards.
-    """
-    marker = out / "_curate" / "publishing"
-    marker.write_text(str(staging))
-    finish_publish(out)
-
-
-def finish_publish(out: Path) -> None:
-    """Complete an interrupted publish, if one is recorded."""
-    marker = out / "_curate" / "publishing"
-    if not marker.is_file():
+def _record_failure(run_dir: Path, exc: BaseException) -> None:
+    """Keep the traceback in the run's error.log (named in a note on `exc`) and free the
+    space of the unpublished output. Best effort: the failure may be a full disk."""
+    shutil.rmtree(layout.staging_dir(run_dir), ignore_errors=True)
+    log_path = layout.error_log(run_dir)
+    try:
+        log_path.write_text("".join(traceback.format_exception(exc)), encoding="utf-8")
+    except OSError:
         return
-    staging = Path(marker.read_text())
-    if staging.exists():
-        new = {p.name for p in staging.glob("part-*.parquet")}
-        for old in out.glob("part-*.parquet"):
-            if old.name not in new:
-                old.unlink()
-        for part in sorted(staging.glob("part-*.parquet")):
-            os.replace(part, out / part.name)
-        shutil.rmtree(staging)
-    marker.unlink()
+    exc.add_note(f"{TRACEBACK_NOTE}{log_path}")

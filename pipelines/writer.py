@@ -18,6 +18,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipelines import columns as C
+from pipelines import layout
 from pipelines.errors import AccountingError
 from pipelines.shards import Shard
 
@@ -99,10 +100,10 @@ class ShardWriter:
 
     def _write_output(self, shard: Shard, kept: pa.Table) -> None:
         user = kept.drop_columns([c for c in kept.column_names if C.is_internal(c)])
-        staging = self.run_dir / "staging"
+        staging = layout.staging_dir(self.run_dir)
         for k, start in enumerate(range(0, user.num_rows, self.rows_per_shard)):
             part = user.slice(start, self.rows_per_shard)
-            atomic_write(part, staging / f"part-{shard.index:05d}-{k:04d}.parquet",
+            atomic_write(part, staging / layout.output_shard_name(shard.index, k),
                          self.compression)
 
     def _write_dropped(self, shard: Shard, rows: pa.Table, ids: pa.Array) -> None:

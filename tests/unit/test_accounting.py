@@ -106,18 +106,25 @@ def test_stale_lock_of_a_dead_process_is_taken_over(tmp_path):
 
 
 def test_interrupted_publish_is_finished_by_the_next_run(tmp_path):
-    from pipelines.runner import finish_publish
+    import json
+
+    from pipelines.publish import finish_publish
 
     out = tmp_path
     (out / "_curate").mkdir()
     staging = out / "_curate" / "runs" / "r2" / "staging"
     staging.mkdir(parents=True)
-    for name in ("part-00000-0000.parquet", "part-00001-0000.parquet"):
+    old = ["part-00000-0000.parquet", "part-00001-0000.parquet"]
+    for name in old:
         (out / name).write_text("old run")
+    (out / "_curate" / "manifest.json").write_text(json.dumps({"run_id": "r1", "files": old}))
     (staging / "part-00000-0000.parquet").write_text("new run")
-    (out / "_curate" / "publishing").write_text(str(staging))
+    (out / "_curate" / "publishing").write_text(json.dumps(
+        {"staging": str(staging), "run_id": "r2", "files": ["part-00000-0000.parquet"]}))
     # As if the process died after moving nothing: the next run completes the publish.
     finish_publish(out)
     assert {p.name: p.read_text() for p in out.glob("part-*")} == {
         "part-00000-0000.parquet": "new run"}
     assert not (out / "_curate" / "publishing").exists() and not staging.exists()
+    manifest = json.loads((out / "_curate" / "manifest.json").read_text())
+    assert manifest == {"run_id": "r2", "files": ["part-00000-0000.parquet"]}
