@@ -1,25 +1,57 @@
-"""DuckDB views over a run directory's stats tables, queried read-only."""
+"""DuckDB views over a run folder's stats tables, queried in a read-only sandbox.
+
+Views (see docs/stats.md):
+  runs, ops, signals, dropped              the latest succeeded run of each recipe name
+  all_runs, all_ops, all_signals, all_dropped
+                                           every run directory in OUT, failed and
+                                           unfinished (killed) runs included
+
+The sandbox: one SELECT (or EXPLAIN [ANALYZE] of one SELECT) per query; DuckDB may open
+only the stats files the views read (no other file, no network, no extensions, no spill
+files); the configuration is locked; memory, threads and wall time are limited.
+"""
 
 from __future__ import annotations
 
-import glob
+import re
+import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pyarrow.parquet as pq
 
-# View name -> file pattern under OUT/_curate/runs/RUN_ID/. Views span every run in OUT.
+# View name -> file pattern under OUT/_curate/runs/RUN_ID/.
 TABLES = {
     "runs": "runs.parquet",
     "ops": "ops.parquet",
     "signals": "signals/*.parquet",
     "dropped": "dropped/*.parquet",
 }
-READ_ONLY = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
+VIEWS = [*TABLES, *(f"all_{t}" for t in TABLES)]
+_UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
 
 
 class StatsError(ValueError):
-    """A stats query that cannot be answered (no runs, or a statement that writes)."""
+    """A stats query that cannot be answered: no runs, a refused statement, a limit hit."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resources one stats query may use."""
+
+    memory: str = "1GB"    # DuckDB's memory_limit; also caps the size of the result
+    threads: int = 2
+    timeout: float = 60.0  # seconds of wall time, then the query is interrupted
+
+    def memory_bytes(self) -> int:
+        m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", self.memory)
+        unit = (m.group(2).lower() or "b") if m else ""
+        if not m or unit not in _UNITS or float(m.group(1)) <= 0:
+            raise StatsError(f"memory limit {self.memory!r} is not a size like 512MB or 2GB")
+        return int(float(m.group(1)) * _UNITS[unit])
 
 
 def _empty_schema(name: str) -> pa.Schema:
@@ -30,40 +62,172 @@ def _empty_schema(name: str) -> pa.Schema:
             "dropped": DROPPED_SCHEMA}[name]
 
 
-def connect(out: str | Path) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB with one view per stats table of the runs under `out`."""
-    runs = Path(out) / "_curate" / "runs"
+def latest_succeeded(run_dirs: list[Path]) -> list[Path]:
+    """The run directory of the latest succeeded run (by `finished`) of each recipe name.
+
+    Directories without runs.parquet (a run still going, or killed) are never chosen.
+    """
+    best: dict[str, tuple[object, str, Path]] = {}
+    for d in run_dirs:
+        f = d / "runs.parquet"
+        if not f.is_file():
+            continue
+        try:
+            rows = pq.read_table(f, columns=["recipe", "status", "finished"]).to_pylist()
+        except (OSError, pa.ArrowException, KeyError) as exc:
+            raise StatsError(f"cannot read {f}: {exc}") from None
+        for r in rows:
+            if r["status"] != "succeeded" or r["finished"] is None:
+                continue
+            key = (r["finished"], d.name)  # run ids start with a timestamp: a fair tie-break
+            if r["recipe"] not in best or key > best[r["recipe"]][:2]:
+                best[r["recipe"]] = (*key, d)
+    return sorted(v[2] for v in best.values())
+
+
+def _files(run_dirs: list[Path], pattern: str) -> list[str]:
+    return sorted(p.as_posix() for d in run_dirs for p in d.glob(pattern) if p.is_file())
+
+
+def _view_sql(name: str, files: list[str]) -> str:
+    if files:
+        listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+        return f"CREATE VIEW {name} AS SELECT * FROM read_parquet([{listed}], union_by_name=true)"
+    # No file yet: an empty view with the table's columns, so queries still bind.
+    types = duckdb.connect().from_arrow(_empty_schema(name.removeprefix("all_")).empty_table())
+    cols = ", ".join(f'CAST(NULL AS {t}) AS "{c}"' for c, t in zip(
+        types.columns, types.types, strict=True))
+    return f"CREATE VIEW {name} AS SELECT {cols} WHERE false"
+
+
+def connect(out: str | Path, limits: Limits = Limits()) -> duckdb.DuckDBPyConnection:
+    """A sandboxed in-memory DuckDB with the views over the runs under `out`.
+
+    DuckDB may open only the stats files the views read; every other path, the network
+    and extensions are refused, and the configuration is locked before it is returned.
+    """
+    runs = Path(out).resolve() / "_curate" / "runs"
     if not runs.is_dir():
         raise StatsError(f"{out} holds no curate runs (no {runs}); run a recipe into it first")
-    con = duckdb.connect(":memory:")
-    for view, pattern in TABLES.items():
-        path = (runs / "*" / pattern).as_posix()
-        if glob.glob(path):
-            escaped = path.replace("'", "''")
-            con.execute(f"CREATE VIEW {view} AS SELECT * FROM "
-                        f"read_parquet('{escaped}', union_by_name=true)")
-        else:
-            con.register(f"_{view}_empty", _empty_schema(view).empty_table())
-            con.execute(f"CREATE VIEW {view} AS SELECT * FROM _{view}_empty")
+    limits.memory_bytes()  # a clear error for a malformed size before DuckDB's own
+    if limits.threads < 1 or limits.timeout <= 0:
+        raise StatsError("--threads must be at least 1 and --timeout above 0")
+    every = sorted(d for d in runs.iterdir() if d.is_dir())
+    scopes = {"": latest_succeeded(every), "all_": every}
+    views = {f"{prefix}{t}": _files(dirs, pattern)
+             for prefix, dirs in scopes.items() for t, pattern in TABLES.items()}
+    try:
+        con = duckdb.connect(":memory:", config={
+            "memory_limit": limits.memory, "threads": limits.threads,
+            "temp_directory": "",  # no spill files: a query over the limit fails instead
+            "autoinstall_known_extensions": False, "autoload_known_extensions": False,
+            "allow_community_extensions": False, "allow_unsigned_extensions": False,
+            "allow_extension_repositories": "forbidden", "allow_persistent_secrets": False,
+            "python_enable_replacements": False,  # no reading the caller's Python variables
+        })
+    except duckdb.Error as exc:
+        raise StatsError(f"bad limit: {_one_line(exc)}") from None
+    try:
+        # allowed_paths can only be set on a running database, and before access is closed.
+        con.execute("SET allowed_paths = ?", [sorted({f for fs in views.values() for f in fs})])
+        con.execute("SET enable_external_access = false")
+        for name, files in views.items():
+            con.execute(_view_sql(name, files))
+        con.execute("SET lock_configuration = true")
+    except duckdb.Error as exc:  # e.g. a stats file that is not Parquet
+        con.close()
+        raise StatsError(f"cannot open the stats of {out}: {_one_line(exc)}") from None
     return con
 
 
-def query(out: str | Path, sql: str) -> pa.Table:
-    """Run one read-only statement against the views of `out`; return an Arrow table."""
-    con = connect(out)
-    try:
-        statements = con.extract_statements(sql)
-    except duckdb.Error as exc:
-        raise StatsError(f"cannot parse query: {exc}") from None
+def check(con: duckdb.DuckDBPyConnection, sql: str) -> None:
+    """Refuse anything but one SELECT, or EXPLAIN [ANALYZE] of one SELECT."""
+    statements = _parse(con, sql)
     if len(statements) != 1:
         raise StatsError(f"give exactly one SQL statement (got {len(statements)})")
-    if statements[0].type not in READ_ONLY:
-        raise StatsError(
-            f"stats are read-only: {statements[0].type.name} statements are refused; "
-            "use SELECT (export with --format csv|json|parquet)"
-        )
+    st = statements[0]
+    if st.type is duckdb.StatementType.EXPLAIN:
+        inner = _parse(con, _after_explain(st.query))
+        if len(inner) == 1 and inner[0].type is duckdb.StatementType.SELECT:
+            return
+        kind = inner[0].type.name if inner else "empty"
+        raise StatsError(f"stats are read-only: EXPLAIN of {kind} is refused; "
+                         "EXPLAIN [ANALYZE] works on one SELECT")
+    if st.type is not duckdb.StatementType.SELECT:
+        raise StatsError(f"stats are read-only: {st.type.name} statements are refused; "
+                         "use SELECT (export with --format csv|json|parquet --to FILE)")
+
+
+def _parse(con: duckdb.DuckDBPyConnection, sql: str) -> list:
     try:
-        return con.sql(sql).to_arrow_table()
+        return con.extract_statements(sql)
     except duckdb.Error as exc:
-        views = ", ".join(TABLES)
-        raise StatsError(f"{exc}\n(views: {views})") from None
+        raise StatsError(f"cannot parse query: {_one_line(exc)}") from None
+
+
+def _after_explain(text: str) -> str:
+    """The statement an EXPLAIN [ANALYZE] statement explains (it is checked in turn)."""
+    found = duckdb.tokenize(text)
+    ends = [pos for pos, _ in found[1:]] + [len(text)]
+    tokens = [(pos, text[pos:end].strip()) for (pos, kind), end in zip(found, ends, strict=True)
+              if kind is not duckdb.token_type.comment]
+    if tokens and tokens[0][1].upper() == "EXPLAIN":
+        tokens = tokens[1:]
+    if tokens and tokens[0][1].upper() in ("ANALYZE", "ANALYSE"):
+        tokens = tokens[1:]
+    if tokens and tokens[0][1] == "(":
+        raise StatsError("EXPLAIN (options) is not supported; use EXPLAIN or EXPLAIN ANALYZE")
+    return text[tokens[0][0]:] if tokens else ""
+
+
+def _one_line(exc: BaseException) -> str:
+    """DuckDB's message without its multi-line caret display."""
+    lines = []
+    for line in str(exc).splitlines():
+        if line.startswith("LINE "):
+            break
+        if line.strip():
+            lines.append(line.strip())
+    return " ".join(lines)
+
+
+def query(out: str | Path, sql: str, limits: Limits = Limits()) -> pa.Table:
+    """Run one read-only statement against the views of `out` within `limits`."""
+    con = connect(out, limits)
+    try:
+        return execute(con, sql, limits)
+    finally:
+        con.close()
+
+
+def execute(con: duckdb.DuckDBPyConnection, sql: str, limits: Limits = Limits()) -> pa.Table:
+    """Check `sql` (see `check`) and run it on a `connect`ed sandbox within `limits`."""
+    check(con, sql)
+    # The Arrow result lives outside DuckDB's memory limit, so its size is capped here.
+    cap = limits.memory_bytes()
+    timer = threading.Timer(limits.timeout, con.interrupt)
+    timer.daemon = True
+    timer.start()
+    try:
+        reader = con.sql(sql).to_arrow_reader(64 * 1024)
+        batches, size = [], 0
+        for batch in reader:
+            size += batch.nbytes
+            if size > cap:
+                raise StatsError(f"the result is larger than the memory limit ({limits.memory}, "
+                                 "--memory-limit); aggregate, or add LIMIT")
+            batches.append(batch)
+        return pa.Table.from_batches(batches, schema=reader.schema)
+    except duckdb.InterruptException:
+        raise StatsError(f"query stopped after the {limits.timeout:g} s timeout (--timeout)"
+                         ) from None
+    except duckdb.OutOfMemoryException as exc:
+        raise StatsError(f"query stopped at the memory limit ({limits.memory}, --memory-limit): "
+                         f"{_one_line(exc)}") from None
+    except duckdb.PermissionException as exc:
+        raise StatsError(f"refused: {_one_line(exc)}: stats queries read only the views "
+                         f"({', '.join(VIEWS)})") from None
+    except duckdb.Error as exc:
+        raise StatsError(f"{_one_line(exc)} (views: {', '.join(VIEWS)})") from None
+    finally:
+        timer.cancel()
