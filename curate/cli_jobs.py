@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -25,6 +27,17 @@ TokenFile = Annotated[Path | None, typer.Option(
     "--token-file", help="Ray auth token file (token auth); never printed")]
 
 
+@contextmanager
+def cluster_errors() -> Iterator[None]:
+    """Exit with one `error:` line (1, or 2 for a bad argument) on a `jobs.JobsError`."""
+    from curate.jobs import JobsError
+
+    try:
+        yield
+    except JobsError as exc:
+        fail(str(exc), exc.code)
+
+
 @app.command()
 def submit(
     recipe: Path,
@@ -43,11 +56,12 @@ def submit(
     try:
         jobs.configure_auth(token_file)
         job_id = jobs.submit(loaded.raw, loaded.recipe.name, address)
-    except Exception as exc:  # noqa: BLE001 - connection and auth errors, shown plainly
-        fail(f"cannot submit to {address or 'the cluster'}: {exc}")
+    except jobs.JobsError as exc:
+        fail(f"cannot submit: {exc}" if exc.code == 1 else str(exc), exc.code)
     out_console.print(f"submitted job [bold]{job_id}[/]")
     if wait:
-        state = jobs.follow(job_id, address, lambda text: sys.stdout.write(text))
+        with cluster_errors():
+            state = jobs.follow(job_id, address, lambda text: sys.stdout.write(text))
         out_console.print(f"job {job_id}: {state}")
         raise typer.Exit(0 if state == "SUCCEEDED" else 1)
 
@@ -57,8 +71,10 @@ def status(job_id: str, address: Address = None, token_file: TokenFile = None) -
     """Print a submitted job's status (PENDING, RUNNING, SUCCEEDED, FAILED, STOPPED)."""
     from curate import jobs
 
-    jobs.configure_auth(token_file)
-    out_console.print(jobs.status(job_id, address))
+    with cluster_errors():
+        jobs.configure_auth(token_file)
+        state = jobs.status(job_id, address)
+    out_console.print(state)
 
 
 @app.command()
@@ -67,11 +83,12 @@ def logs(job_id: str, address: Address = None, token_file: TokenFile = None,
     """Print a submitted job's log; --follow streams it until the job ends."""
     from curate import jobs
 
-    jobs.configure_auth(token_file)
-    if follow:
-        jobs.follow(job_id, address, lambda text: sys.stdout.write(text))
-    else:
-        sys.stdout.write(jobs.logs(job_id, address))
+    with cluster_errors():
+        jobs.configure_auth(token_file)
+        if follow:
+            jobs.follow(job_id, address, lambda text: sys.stdout.write(text))
+        else:
+            sys.stdout.write(jobs.logs(job_id, address))
 
 
 @app.command()
@@ -79,8 +96,7 @@ def stop(job_id: str, address: Address = None, token_file: TokenFile = None) -> 
     """Stop a submitted job."""
     from curate import jobs
 
-    jobs.configure_auth(token_file)
-    stopped = jobs.stop(job_id, address)
+    with cluster_errors():
+        jobs.configure_auth(token_file)
+        stopped = jobs.stop(job_id, address)
     out_console.print(f"job {job_id}: {'stop requested' if stopped else 'already finished'}")
-
-

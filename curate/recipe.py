@@ -63,14 +63,9 @@ class Recipe(Strict):
 
     @model_validator(mode="after")
     def _name_steps(self) -> Recipe:
-        seen: dict[str, int] = {}
+        # Unique names are checked by `parse_recipe`, which knows each step's YAML line.
         for step in self.steps:
             step.name = step.name or step.op
-            if step.name in seen:
-                raise ValueError(
-                    f"two steps are named '{step.name}'; give one a distinct `name:`"
-                )
-            seen[step.name] = 1
         return self
 
     def context(self) -> Context:
@@ -177,6 +172,8 @@ def load_recipe(path: str | Path, sets: list[str] | None = None) -> LoadedRecipe
 
 def parse_recipe(text: str, source: str = "<recipe>", sets: list[str] | None = None
                  ) -> LoadedRecipe:
+    """Parse, override and validate recipe text; raises one `RecipeError` listing every
+    problem (structure, each step's op and params, duplicate names), sorted by line."""
     try:
         node = yaml.compose(text)
         raw = yaml.safe_load(text)
@@ -189,40 +186,109 @@ def parse_recipe(text: str, source: str = "<recipe>", sets: list[str] | None = N
         raise RecipeError(source, ["1: a recipe must be a mapping with name, input, output, steps"])
     lines = _line_index(node)
     raw = apply_overrides(raw, sets or [])
+    problems: list[tuple[int, str]] = []
+    recipe: Recipe | None = None
     try:
         recipe = Recipe.model_validate(raw)
     except ValidationError as exc:
-        problems = [
-            f"{_line_of(lines, tuple(e['loc']))}: {_format_loc(e['loc'])}: {e['msg']}"
-            for e in exc.errors()
-        ]
-        raise RecipeError(source, problems) from None
+        for e in exc.errors():
+            loc = tuple(e["loc"])
+            if len(loc) > 1 and loc[0] == "steps" and isinstance(loc[1], int):
+                continue  # `_check_step` reports it, with the step's name
+            problems.append((_line_of(lines, loc), f"{_format_loc(loc)}: {e['msg']}"))
 
-    problems: list[str] = []
+    # Each step is checked from the raw mapping, so a structural error elsewhere (or in
+    # the step itself) never hides its op and parameter errors.
+    raw_steps = raw.get("steps")
+    checked = ([_check_step(i, item, lines, problems) for i, item in enumerate(raw_steps)]
+               if isinstance(raw_steps, list) else [])
+    _check_unique_names(raw_steps if isinstance(raw_steps, list) else [], lines, problems)
+
     ops: list[Operator] = []
-    ctx = recipe.context()
-    for i, step in enumerate(recipe.steps):
-        where = f"step '{step.name}' (steps[{i}])"
-        try:
-            op_cls = registry.get(step.op)
-        except registry.UnknownOperator as exc:
-            problems.append(f"{_line_of(lines, ('steps', i, 'op'))}: {where}: {exc}")
+    ctx = _context(recipe, raw)
+    for i, (op_cls, params) in enumerate(checked):
+        if op_cls is None or params is None or ctx is None:
             continue
         try:
-            params: Params = op_cls.Params.model_validate(step.params)
-        except ValidationError as exc:
-            for e in exc.errors():
-                loc = ("steps", i, "params", *e["loc"])
-                field = _format_loc(e["loc"]) or "params"
-                value = "" if e["type"] == "missing" else f" (got {e.get('input')!r})"
-                problems.append(
-                    f"{_line_of(lines, loc)}: {where}: {field}: {e['msg']}{value}"
-                )
-            continue
-        ops.append(op_cls(params, ctx))
+            ops.append(op_cls(params, ctx))
+        except ValueError as exc:  # a constructor's cross-check, e.g. embed's column
+            problems.append((_line_of(lines, ("steps", i)),
+                             f"step '{_step_name(raw_steps[i])}' (steps[{i}]): {exc}"))
     if problems:
-        raise RecipeError(source, problems)
+        problems.sort(key=lambda p: p[0])  # stable: same-line problems keep their order
+        raise RecipeError(source, [f"{line}: {msg}" for line, msg in problems])
+    assert recipe is not None  # no problems means the recipe validated
     return LoadedRecipe(recipe=recipe, operators=ops, raw=raw)
+
+
+def _context(recipe: Recipe | None, raw: dict[str, Any]) -> Context | None:
+    """The run context operators are built in: from the recipe, or, when only its steps are
+    invalid, from the rest of it (so the valid steps still get their constructor checks)."""
+    if recipe is not None:
+        return recipe.context()
+    try:
+        return Recipe.model_validate({**raw, "steps": []}).context()
+    except ValidationError:
+        return None  # input/execution invalid: already reported
+
+
+def _step_name(item: Any) -> str | None:
+    """A raw step's effective name (`name`, else `op`), or None when it has neither."""
+    if not isinstance(item, dict):
+        return None
+    for key in ("name", "op"):
+        if isinstance(item.get(key), str) and item[key]:
+            return item[key]
+    return None
+
+
+def _check_step(i: int, item: Any, lines: dict, problems: list[tuple[int, str]]
+                ) -> tuple[type[Operator] | None, Params | None]:
+    """Validate raw step `i` on its own; append its problems; return (op class, params)."""
+    try:
+        StepSpec.model_validate(item)
+    except ValidationError as exc:
+        for e in exc.errors():
+            loc = ("steps", i, *e["loc"])
+            problems.append((_line_of(lines, loc), f"{_format_loc(loc)}: {e['msg']}"))
+    if not isinstance(item, dict) or not isinstance(item.get("op"), str):
+        return None, None  # no op to look up: StepSpec reported why
+    name = _step_name(item)
+    where = f"step '{name}' (steps[{i}])"
+    try:
+        op_cls = registry.get(item["op"])
+    except registry.UnknownOperator as exc:
+        problems.append((_line_of(lines, ("steps", i, "op")), f"{where}: {exc}"))
+        return None, None
+    raw_params = item.get("params", {})
+    if not isinstance(raw_params, dict):
+        return op_cls, None  # StepSpec reported it
+    try:
+        return op_cls, op_cls.Params.model_validate(raw_params)
+    except ValidationError as exc:
+        for e in exc.errors():
+            loc = ("steps", i, "params", *e["loc"])
+            field = _format_loc(e["loc"]) or "params"
+            value = "" if e["type"] == "missing" else f" (got {e.get('input')!r})"
+            problems.append((_line_of(lines, loc), f"{where}: {field}: {e['msg']}{value}"))
+        return op_cls, None
+
+
+def _check_unique_names(steps: list, lines: dict, problems: list[tuple[int, str]]) -> None:
+    """Report each step that reuses an earlier step's name, at its `name:` (or `op:`) line."""
+    first: dict[str, int] = {}
+    for i, item in enumerate(steps):
+        name = _step_name(item)
+        if name is None:
+            continue
+        if name not in first:
+            first[name] = i
+            continue
+        key = "name" if isinstance(item.get("name"), str) and item["name"] else "op"
+        problems.append((
+            _line_of(lines, ("steps", i, key)),
+            f"step '{name}' (steps[{i}]): two steps are named '{name}' (steps[{first[name]}] "
+            f"and steps[{i}]); give one a distinct `name:`"))
 
 
 def safe_name(name: str) -> str:

@@ -7,19 +7,59 @@ contract").
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import ClassVar, Literal
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from pydantic import BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict
 
 
 class Params(BaseModel):
     """Base of every operator's parameter model: unknown keys are errors."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def looks_like_path(value: str) -> bool:
+    """Whether `value` can only mean a filesystem path (absolute, `.`/`~` first, or holding a
+    path separator) rather than a bare name such as a model id."""
+    seps = tuple(s for s in (os.sep, os.altsep) if s)
+    return os.path.isabs(value) or value.startswith((".", "~")) or any(s in value for s in seps)
+
+
+def local_path(kind: Literal["file", "dir"], *, holds: tuple[str, ...] = (),
+               only_if_pathlike: bool = False, hint: str = "") -> AfterValidator:
+    """A validator for a param that names a local file or directory which must exist.
+
+    Use as `Annotated[str | None, local_path("dir")]`: a missing path then fails at
+    `curate validate`, with the param's YAML line, instead of in a worker after Ray's
+    retries. `holds`: a directory must contain at least one of these names.
+    `only_if_pathlike`: bare names (see `looks_like_path`) pass unchecked, for params
+    that also accept a name resolved elsewhere. `hint` ends the message (what to give
+    instead). None always passes (the param is unset).
+    """
+    what = "directory" if kind == "dir" else "file"
+    tail = f"; {hint}" if hint else ""
+
+    def check(value: str | None) -> str | None:
+        if value is None or (only_if_pathlike and not looks_like_path(value)):
+            return value
+        path = Path(value).expanduser()
+        if not path.exists():
+            raise ValueError(f"{what} '{value}' does not exist{tail}")
+        if kind == "dir" and not path.is_dir():
+            raise ValueError(f"'{value}' is not a directory{tail}")
+        if kind == "file" and not path.is_file():
+            raise ValueError(f"'{value}' is not a file{tail}")
+        if holds and not any((path / name).exists() for name in holds):
+            raise ValueError(f"directory '{value}' holds none of {', '.join(holds)}{tail}")
+        return value
+
+    return AfterValidator(check)
 
 
 @dataclass(frozen=True)

@@ -37,21 +37,27 @@ and a later run reuses them bit for bit (see `operators.embed.cache`).
 from __future__ import annotations
 
 import os
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field
 
-from operators.base import BatchResult, Context, MapOperator, Params
+from operators.base import BatchResult, Context, MapOperator, Params, local_path
 
 
 class EmbedParams(Params):
     column: str = Field("embedding", pattern=r"^[A-Za-z][A-Za-z0-9_.-]*$",
                         description="output column for the vectors (fixed_size_list<float32>)")
-    model: str | None = Field(None, description="local sentence-transformers model directory "
-                              "(default: the packaged all-MiniLM-L6-v2); never downloaded")
+    # A path-like model must exist here and now (the check `backends.resolve_model` makes in
+    # each actor, which would otherwise surface only as "actor died" after Ray's retries).
+    model: Annotated[str | None, local_path(
+        "dir", holds=("modules.json", "config.json"), only_if_pathlike=True,
+        hint="give a local sentence-transformers model directory, or leave `model` unset "
+             "for the packaged all-MiniLM-L6-v2")] = Field(
+        None, description="local sentence-transformers model directory (default: the "
+                          "packaged all-MiniLM-L6-v2); never downloaded")
     backend: Literal["torch", "onnx", "openvino", "static"] = Field(
         "torch", description="torch: reference; onnx: int8 ONNX export; openvino: the export "
                              "run by OpenVINO at `precision` (fast only on CPUs with AMX); "
