@@ -133,7 +133,7 @@ def test_failed_run_leaves_previous_output_untouched(ray_session, messy_input, t
     after = {p.name: p.read_bytes() for p in out.glob("part-*.parquet")}
     assert after == before
     assert not list(out.glob(".*tmp*"))
-    runs = query(out, "SELECT status, error FROM runs ORDER BY started").to_pylist()
+    runs = query(out, "SELECT status, error FROM all_runs ORDER BY started").to_pylist()
     assert [r["status"] for r in runs] == ["succeeded", "failed"]
     assert "boom" in runs[1]["error"]
 
