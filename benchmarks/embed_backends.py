@@ -43,11 +43,8 @@ import pyarrow.parquet as pq  # noqa: E402
 
 from operators.base import Context  # noqa: E402
 from operators.embed import Embed, EmbedParams, vectors_of  # noqa: E402
-from operators.embed.backends import (  # noqa: E402
-    default_artefact_dir,
-    default_model_path,
-    read_manifest,
-)
+from operators.embed.backends import BUILT, REGISTRY, default_artefact_dir  # noqa: E402
+from operators.embed.models import default_model_path, read_manifest  # noqa: E402
 from pipelines import columns as C  # noqa: E402
 from pipelines.steps import apply_step  # noqa: E402
 
@@ -93,10 +90,11 @@ class Runner:
         return out
 
 
-BUILT = ("onnx", "openvino", "static")  # backends with an offline-built artefact
-# (backend, openvino precision) measured through the operator
-VARIANTS = (("torch", None), ("onnx", None), ("openvino", "bf16"), ("openvino", "int8"),
-            ("static", None))
+# Precisions measured where a backend takes one (f32 runs at torch speed: not measured).
+MEASURED_PRECISIONS = ("bf16", "int8")
+# (backend, precision) measured through the operator, every backend (torch first: the base)
+VARIANTS = tuple((name, p) for name, spec in REGISTRY.items()
+                 for p in ([p for p in MEASURED_PRECISIONS if p in spec.precisions] or [None]))
 
 
 def op_runner(backend: str, precision: str | None, threads: int,

@@ -186,7 +186,7 @@ def train_quality_cmd(
 
 
 
-from curate import cli_jobs, cli_stats  # noqa: E402,F401  (register their commands)
+from curate import cli_embed, cli_jobs, cli_stats  # noqa: E402,F401  (register their commands)
 
 if __name__ == "__main__":
     app()

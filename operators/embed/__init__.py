@@ -1,6 +1,7 @@
 """Embedding operators: `embed` (sentence vectors into a fixed-size float32 column).
 
-`prepare_backend(model, backend, out_dir)` builds the offline onnx/openvino/static artefacts.
+`prepare_backend(model, backend, out_dir)` (or `curate embed prepare`) builds the offline
+artefacts of the backends that have one (`operators.embed.backends`).
 """
 
 from operators.embed.backends import prepare_backend

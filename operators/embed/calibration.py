@@ -4,9 +4,9 @@ Static int8 needs the range of each layer's activations on real prose. The build
 offline and on any machine, so the texts come from the interpreter itself: the docstrings
 of a fixed list of standard-library modules (English technical prose, as on the web pages
 these models mostly embed). The choice is deterministic for a given Python version. On
-the dev box, calibrating on these gave mean cosine 0.9975 to torch on the web sample
-corpus, against 0.9967 for 300 sections of the Python docs and 0.903 for four sentences:
-what matters is a few hundred paragraphs of natural text, not the domain.
+the dev box these did as well as 300 sections of the Python docs, and four sentences did
+far worse (benchmarks/embed.md, "openvino int8"): what matters is a few hundred paragraphs
+of natural text, not the domain.
 """
 
 from __future__ import annotations

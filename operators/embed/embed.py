@@ -45,6 +45,7 @@ import pyarrow.compute as pc
 from pydantic import Field
 
 from operators.base import BatchResult, Context, MapOperator, Params, local_path
+from operators.embed.backends import Backend, backend_help
 
 
 class EmbedParams(Params):
@@ -58,11 +59,7 @@ class EmbedParams(Params):
              "for the packaged all-MiniLM-L6-v2")] = Field(
         None, description="local sentence-transformers model directory (default: the "
                           "packaged all-MiniLM-L6-v2); never downloaded")
-    backend: Literal["torch", "onnx", "openvino", "static"] = Field(
-        "torch", description="torch: reference; onnx: int8 ONNX export; openvino: the export "
-                             "run by OpenVINO at `precision` (fast only on CPUs with AMX); "
-                             "static: distilled token vectors (all but torch are built "
-                             "offline on first use)")
+    backend: Backend = Field("torch", description=backend_help())
     batch_size: int = Field(32, ge=1, le=4096, description="texts per forward pass (torch, "
                             "openvino: length-sorted, padded to the batch's longest; onnx "
                             "runs one text per pass so a vector never depends on its "

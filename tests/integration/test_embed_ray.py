@@ -13,8 +13,8 @@ import pytest
 from curate.recipe import parse_recipe
 from curate.stats import query
 from operators.embed import vectors_of
-from operators.embed.backends import default_model_path, model_fingerprint
 from operators.embed.cache import EmbeddingCache
+from operators.embed.models import default_model_path, model_fingerprint
 from pipelines.runner import run
 from tests.conftest import SAMPLES, write_parquet
 

@@ -14,15 +14,10 @@ import pytest
 from curate.recipe import parse_recipe
 from operators.base import BatchResult, Context
 from operators.embed import Embed, EmbedParams, prepare_backend, vector_array, vectors_of
-from operators.embed.backends import (
-    MANIFEST,
-    OPENVINO_FILE,
-    OPENVINO_INT8_FILE,
-    PRECISIONS,
-    default_model_path,
-    load_encoder,
-)
+from operators.embed.backend_openvino import OPENVINO_FILE, OPENVINO_INT8_FILE, PRECISIONS
+from operators.embed.backends import load_encoder
 from operators.embed.embed import default_threads
+from operators.embed.models import MANIFEST, default_model_path
 from pipelines import columns as C
 from pipelines.inprocess import run_operators
 from pipelines.shards import Shard
