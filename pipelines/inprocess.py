@@ -13,7 +13,9 @@ import pyarrow as pa
 
 from operators.base import GlobalOperator, MapOperator, Operator
 from pipelines import columns as C
-from pipelines import plan
+from pipelines import plan, unique_ids
+from pipelines.reader import read_shard
+from pipelines.shards import Shard
 from pipelines.steps import apply_step
 
 
@@ -56,3 +58,12 @@ def run_operators(batches: list[pa.Table], operators: list[Operator],
 
 def _concat(tables: list[pa.Table]) -> pa.Table:
     return pa.concat_tables(tables, promote_options="permissive")
+
+
+def read_shards(shards: list[Shard], text_column: str, id_column: str, max_doc_bytes: int,
+                batch_rows: int) -> list[pa.Table]:
+    """Every shard's carried batches, as `pipelines.plan` reads them (duplicate ids
+    quarantined too), in this process."""
+    duplicates = unique_ids.duplicates_in_process(shards, id_column)
+    return [b for s in shards
+            for b in read_shard(s, text_column, id_column, max_doc_bytes, batch_rows, duplicates)]

@@ -1,10 +1,10 @@
 """Turning a list of operators into a Ray Data plan.
 
-read shards -> one `map_batches` per map operator (an actor pool if model-backed) ->
-each global operator's stages -> one write task per input shard. Side records
-(emit/reduce) are Ray task outputs, grouped by key with a task-based shuffle; a resolve
-stage gathers only the side records and the rows they name. No stage gathers or
-shuffles the corpus.
+(duplicate-id pre-pass) -> read shards -> one `map_batches` per map operator (an actor
+pool if model-backed) -> each global operator's stages -> one write task per input
+shard. Side records (emit/reduce) are Ray task outputs, grouped by key with a
+task-based shuffle; a resolve stage gathers only the side records and the rows they
+name. No stage gathers or shuffles the corpus.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import ray
 import ray.data
 
 from operators.base import ORDER_COLUMN, GlobalOperator, MapOperator, Operator, Stage
-from pipelines import checkpoints
+from pipelines import checkpoints, unique_ids
 from pipelines import columns as C
 from pipelines.reader import read_shard
 from pipelines.shards import Shard
@@ -44,14 +44,54 @@ warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated",
 
 
 class ReadShards:
+    """Reads shards by index; `duplicates` is the object ref of the `duplicate_id` table
+    (`find_duplicate_ids`), put once and fetched by each read task."""
+
     def __init__(self, shards: list[Shard], text_column: str, id_column: str,
-                 max_doc_bytes: int, batch_rows: int) -> None:
+                 max_doc_bytes: int, batch_rows: int, duplicates=None) -> None:
         self.shards = {s.index: s for s in shards}
         self.args = (text_column, id_column, max_doc_bytes, batch_rows)
+        self.duplicates = duplicates
 
     def __call__(self, batch: dict):
+        duplicates = ray.get(self.duplicates) if self.duplicates is not None else None
         for index in batch["shard"]:
-            yield from read_shard(self.shards[int(index)], *self.args)
+            yield from read_shard(self.shards[int(index)], *self.args, duplicates)
+
+
+def find_duplicate_ids(shards: list[Shard], id_column: str) -> pa.Table | None:
+    """The rows to quarantine as `duplicate_id` (`unique_ids.quarantine`), or None when no
+    shard has input ids.
+
+    A pre-pass in Ray tasks, before the read: one task per shard reads only its ids and
+    keeps them in the object store, sending on (hash, shard, row) records; these are
+    grouped by hash (`_shuffle_reduce`), and only records whose hash is shared come to
+    the driver, where their ids (fetched from the shard tasks' outputs) decide. The
+    driver never sees the ids of a corpus without duplicates.
+    """
+    with_ids = [s for s in shards if s.has_id and s.rows]
+    if not with_ids:
+        return None
+    scan = ray.remote(_scan_ids).options(num_returns=2, **RETRIES)
+    scans = [scan.remote(s, id_column) for s in with_ids]
+    ids_of = {s.index: ids for s, (_, ids) in zip(with_ids, scans, strict=True)}
+    groups = _shuffle_reduce([keys for keys, _ in scans], unique_ids.HASH, unique_ids.colliding)
+    candidates = side_records(_concat_refs(groups))
+    if not candidates.num_rows:
+        return unique_ids.QUARANTINE_SCHEMA.empty_table()
+    shard_of = candidates["shard"].to_numpy()
+    named = _concat_refs([
+        _task(unique_ids.attach_ids).remote(candidates.filter(pa.array(shard_of == s)),
+                                            ids_of[int(s)])
+        for s in np.unique(shard_of)])
+    return unique_ids.quarantine(unique_ids.find_duplicates(named), shards)
+
+
+def _scan_ids(shard: Shard, id_column: str) -> tuple[pa.Table, pa.Table]:
+    """(hash, shard, row) records to shuffle, and (row, id, line) kept for candidates."""
+    records = unique_ids.id_records(shard, id_column)
+    return (records.select([f.name for f in unique_ids.KEY_SCHEMA]),
+            records.select(["row", "id", "line"]))
 
 
 class MapStep:
@@ -73,6 +113,7 @@ class Plan:
         self.concurrency = concurrency
         self.driver_seconds: dict[int, float] = defaultdict(float)
         self.metrics: dict[int, dict] = {}
+        self.id_check_seconds = 0.0  # wall time of the duplicate-id pre-pass (driver)
 
     def read(self, shards: list[Shard], reader: ReadShards) -> ray.data.Dataset:
         ds = ray.data.from_items([{"shard": s.index} for s in shards],
@@ -153,8 +194,9 @@ class Plan:
 def build(shards: list[Shard], operators: list[Operator], writer: ShardWriter, *,
           text_column: str, id_column: str, max_doc_bytes: int, batch_rows: int,
           concurrency: int | None, resume: checkpoints.Resume) -> tuple[Iterator[pa.Table], Plan]:
-    """The run's per-shard write summaries (a lazy iterator: iterating runs the plan),
-    starting after `resume.step` from its checkpoint if there is one.
+    """The run's per-shard write summaries (a lazy iterator: iterating runs the plan;
+    only the duplicate-id pre-pass runs here, before it), starting after `resume.step`
+    from its checkpoint if there is one.
 
     Each global operator's output is checkpointed (see `pipelines.checkpoints`), except
     the last step's.
@@ -163,10 +205,18 @@ def build(shards: list[Shard], operators: list[Operator], writer: ShardWriter, *
     plan.driver_seconds.update(resume.driver_seconds)
     plan.metrics.update(resume.metrics)
     if resume.step:
+        # the read (and its duplicate-id pre-pass, a pure function of the input files) is
+        # inside the checkpoint
         ds = checkpoints.load(checkpoints.step_dir(resume.run_dir, resume.step))
     else:
+        start = time.perf_counter()
+        duplicates = find_duplicate_ids(shards, id_column)
+        plan.id_check_seconds = time.perf_counter() - start
+        if duplicates is not None:
+            plan.metrics[0] = {"duplicate_ids": duplicates.num_rows}
         ds = plan.read(shards, ReadShards(shards, text_column, id_column, max_doc_bytes,
-                                          batch_rows))
+                                          batch_rows,
+                                          None if duplicates is None else ray.put(duplicates)))
     has_rows = any(s.rows for s in shards)
     last = len(operators)
     for step, op in enumerate(operators, start=1):
