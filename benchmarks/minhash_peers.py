@@ -13,7 +13,7 @@ Tools (threshold 0.8, 128 permutations, word 5-grams wherever the tool lets us s
 
   ours-cli        `curate run` of a recipe with only dedup.minhash (embedded Ray, 2 CPUs)
   ours-inprocess  the same operator through pipelines.inprocess.run_operators (no Ray)
-  ours-signatures only `minhash_math.text_signatures` over all texts (signature stage)
+  ours-signatures only `minhash_signatures.text_signatures` over all texts (signature stage)
   datasketch      benchmarks/peers/datasketch_dedup.py (MinHash.update_batch + MinHashLSH)
   rensa           benchmarks/peers/rensa_dedup.py (RMinHash + RMinHashLSH, estimate check)
   text-dedup      `python -m text_dedup.minhash` in /tmp/peers/textdedup (num_proc 2)
@@ -310,27 +310,30 @@ def bucket_audit(c: Corpus, threshold: float = THRESHOLD) -> dict:
     keepers as in the operator. In-process, numpy."""
     import numpy as np
 
-    from operators.dedup import minhash_math as mh
+    from operators.dedup.minhash_lsh import CLIQUE_MAX, band_keys, bucket_edges, choose_bands
+    from operators.dedup.minhash_shingles import shingle_hashes
+    from operators.dedup.minhash_signatures import text_signatures
+    from operators.dedup.minhash_verify import choose_keepers, connected_components, verify_edges
 
     texts = c.texts()
     ids = list(texts)
     docs = [texts[i] for i in ids]
     rows = np.arange(len(ids), dtype=np.int64)
-    b, r = mh.choose_bands(threshold, 128)
-    keys = mh.band_keys(mh.text_signatures(docs, 128, 1, 5, "word"), b, r)
+    b, r = choose_bands(threshold, 128)
+    keys = band_keys(text_signatures(docs, 128, 1, 5, "word"), b, r)
     flat_k, flat_r = keys.ravel(), np.repeat(rows, b)
     out = {}
-    for name, cap in {"star": 1, f"clique_max={mh.CLIQUE_MAX}": mh.CLIQUE_MAX,
+    for name, cap in {"star": 1, f"clique_max={CLIQUE_MAX}": CLIQUE_MAX,
                       "all_pairs_in_bucket": len(ids)}.items():
         t0 = time.perf_counter()
-        a, bb = mh.bucket_edges(flat_k, flat_r, cap)
+        a, bb = bucket_edges(flat_k, flat_r, cap)
         cand = np.unique(np.concatenate([a, bb]))
-        sh = mh.shingle_hashes([docs[i] for i in cand.tolist()], 5, "word")
-        va, vb, _ = mh.verify_edges(a, bb, threshold, shingles=sh, rows=cand)
+        sh = shingle_hashes([docs[i] for i in cand.tolist()], 5, "word")
+        va, vb, _ = verify_edges(a, bb, threshold, shingles=sh, rows=cand)
         seconds = time.perf_counter() - t0
-        nodes, comp = mh.connected_components(va, vb)
+        nodes, comp = connected_components(va, vb)
         length = np.array([len(docs[i]) for i in nodes.tolist()], np.int64)
-        dropped, kept = mh.choose_keepers(nodes, comp, length)
+        dropped, kept = choose_keepers(nodes, comp, length)
         pred = predicted_pairs([(ids[d], ids[x]) for d, x in
                                 zip(dropped.tolist(), kept.tolist(), strict=True)])
         p, rec = precision_recall(pred, c.truth)

@@ -28,7 +28,8 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
-from operators.dedup import minhash_math as mm  # noqa: E402
+from operators.dedup.minhash_shingles import shingle_hashes, shingle_strings, tokenize  # noqa: E402
+from operators.dedup.minhash_signatures import signatures, text_signatures  # noqa: E402
 
 CORPUS = Path("/work/shared/data/samples/corpus")
 NUM_PERM, NGRAM, SEED = 128, 5, 1
@@ -63,7 +64,7 @@ def measure(fn: Callable[[], object], n_docs: int, repeat: int) -> tuple[float, 
 
 
 def python_shingles(text: str) -> list[str]:
-    return mm.shingle_strings(mm.tokenize(text), NGRAM)
+    return shingle_strings(tokenize(text), NGRAM)
 
 
 def main() -> None:
@@ -89,20 +90,20 @@ def main() -> None:
     print(f"{'implementation':<58} {'docs/s':>8} {'docs/cpu-s':>8}")
 
     # ours
-    sh = mm.shingle_hashes(docs, NGRAM)
+    sh = shingle_hashes(docs, NGRAM)
     run(
         "ours: from text (text_signatures, fused per block)",
-        lambda: mm.text_signatures(docs, NUM_PERM, SEED, NGRAM),
+        lambda: text_signatures(docs, NUM_PERM, SEED, NGRAM),
         len(docs),
     )
     run(
         "ours: from text (signatures(shingle_hashes(...)))",
-        lambda: mm.signatures(mm.shingle_hashes(docs, NGRAM), NUM_PERM, SEED),
+        lambda: signatures(shingle_hashes(docs, NGRAM), NUM_PERM, SEED),
         len(docs),
     )
-    run("ours: shingle_hashes only", lambda: mm.shingle_hashes(docs, NGRAM), len(docs))
+    run("ours: shingle_hashes only", lambda: shingle_hashes(docs, NGRAM), len(docs))
     run(
-        "ours: signatures only (pre-shingled)", lambda: mm.signatures(sh, NUM_PERM, SEED), len(docs)
+        "ours: signatures only (pre-shingled)", lambda: signatures(sh, NUM_PERM, SEED), len(docs)
     )
 
     # Python shingling, the input of datasketch and rensa

@@ -6,7 +6,7 @@
 Reads the shards with the pipeline's own reader (the same batches `curate run` makes),
 runs the operator's stages on them in order, and writes OUT/dups.parquet (dropped id,
 keeper id) from the rows' drop reason and detail. `--signatures-only` times just
-`minhash_math.text_signatures` over all texts (the signature stage, single-threaded).
+`minhash_signatures.text_signatures` over all texts (the signature stage, single-threaded).
 The process pins itself to one CPU, so the figures are one core's (the operator would
 otherwise verify candidates on every core it may use).
 """
@@ -41,11 +41,11 @@ def main() -> None:
     if "--signatures-only" in sys.argv:
         from _common import read_corpus
 
-        from operators.dedup import minhash_math as mh
+        from operators.dedup.minhash_signatures import text_signatures
         with t.stage("read"):
             _, texts = read_corpus(pattern)
         with t.stage("signatures"):
-            sigs = mh.text_signatures(texts, 128, 1, 5, "word")
+            sigs = text_signatures(texts, 128, 1, 5, "word")
         t.write(out, docs=len(texts), shape=list(sigs.shape))
         return
     loaded = parse_recipe(f"name: bench\ninput: {{path: '{pattern}'}}\noutput: {{path: o}}\n"

@@ -29,7 +29,16 @@ import pyarrow.compute as pc
 from pydantic import Field, model_validator
 
 from operators.base import ORDER_COLUMN, BatchResult, GlobalOperator, Params, Stage
-from operators.dedup import minhash_math as mh
+from operators.dedup.minhash_lsh import (
+    CLIQUE_MAX,
+    band_keys,
+    bucket_edges,
+    choose_bands,
+    dedupe_edges,
+)
+from operators.dedup.minhash_shingles import Shingles, shingle_hashes
+from operators.dedup.minhash_signatures import signatures, text_signatures
+from operators.dedup.minhash_verify import choose_keepers, connected_components, verify_edges
 
 BAND_KEY = "_mh_band"
 _SHINGLES, _LENGTH = "_mh_shingles", "_mh_length"
@@ -50,7 +59,7 @@ class MinHashParams(Params):
     verify: Literal["exact", "estimate", "none"] = Field(
         "exact", description="check candidates by exact shingle Jaccard, signature estimate, "
         "or not at all (every LSH candidate counts)")
-    clique_max: int = Field(mh.CLIQUE_MAX, ge=2, description="LSH buckets of up to this "
+    clique_max: int = Field(CLIQUE_MAX, ge=2, description="LSH buckets of up to this "
                             "many rows give all their pairs as candidates, larger ones a "
                             "star to their first row (linear cost)")
     seed: int = Field(1, description="permutation seed (1 = datasketch's default)")
@@ -72,8 +81,8 @@ class MinHashDedup(GlobalOperator):
 
     def shape(self) -> tuple[int, int]:
         p: MinHashParams = self.params
-        return mh.choose_bands(p.threshold, p.num_perm, min_recall=p.min_recall,
-                               bands=p.bands, rows=p.rows)
+        return choose_bands(p.threshold, p.num_perm, min_recall=p.min_recall,
+                            bands=p.bands, rows=p.rows)
 
     def stages(self) -> list[Stage]:
         text, ident = self.ctx.text_column, self.ctx.id_column
@@ -89,8 +98,8 @@ class MinHashDedup(GlobalOperator):
         p: MinHashParams = self.params
         b, r = self.shape()
         texts = rows[self.ctx.text_column].to_pylist()
-        sigs = mh.text_signatures(texts, p.num_perm, p.seed, p.ngram, p.unit)
-        keys = mh.band_keys(sigs, b, r)
+        sigs = text_signatures(texts, p.num_perm, p.seed, p.ngram, p.unit)
+        keys = band_keys(sigs, b, r)
         order = rows[ORDER_COLUMN].to_numpy()
         return pa.table({BAND_KEY: pa.array(keys.ravel(), pa.uint64()),
                          ORDER_COLUMN: pa.array(np.repeat(order, b), pa.int64())})
@@ -99,15 +108,15 @@ class MinHashDedup(GlobalOperator):
         """Candidate edges of every bucket in `records` (whole buckets)."""
         if records.num_rows == 0:
             return pa.table({"a": pa.array([], pa.int64()), "b": pa.array([], pa.int64())})
-        a, b = mh.bucket_edges(records[BAND_KEY].to_numpy(), records[ORDER_COLUMN].to_numpy(),
-                               self.params.clique_max)
+        a, b = bucket_edges(records[BAND_KEY].to_numpy(), records[ORDER_COLUMN].to_numpy(),
+                            self.params.clique_max)
         return pa.table({"a": pa.array(a, pa.int64()), "b": pa.array(b, pa.int64())})
 
     def shingles_of(self, rows: pa.Table) -> pa.Table:
         """Candidate rows -> their shingle hashes, length and id (on the workers)."""
         p: MinHashParams = self.params
         text = rows[self.ctx.text_column]
-        sh = mh.shingle_hashes(text.to_pylist(), p.ngram, p.unit)
+        sh = shingle_hashes(text.to_pylist(), p.ngram, p.unit)
         return pa.table({
             ORDER_COLUMN: rows[ORDER_COLUMN],
             self.ctx.id_column: pc.cast(rows[self.ctx.id_column], pa.string()),
@@ -124,7 +133,7 @@ class MinHashDedup(GlobalOperator):
         empty = edges.num_rows == 0
         a = np.empty(0, np.int64) if empty else edges["a"].to_numpy()
         b = np.empty(0, np.int64) if empty else edges["b"].to_numpy()
-        a, b = mh.dedupe_edges(a, b)
+        a, b = dedupe_edges(a, b)
         candidates = len(a)
         if not rows.num_rows:
             rows = self.shingles_of(pa.table({ORDER_COLUMN: pa.array([], pa.int64()),
@@ -134,18 +143,18 @@ class MinHashDedup(GlobalOperator):
         order = rows[ORDER_COLUMN].to_numpy()
         lists = rows[_SHINGLES].combine_chunks()
         starts = lists.offsets.to_numpy()
-        sh = mh.Shingles(pc.list_flatten(lists).to_numpy(), starts - starts[0])
+        sh = Shingles(pc.list_flatten(lists).to_numpy(), starts - starts[0])
         if p.verify == "exact" and candidates:
             # This runs on the driver while the workers wait: use the local cores.
-            a, b, _ = mh.verify_edges(a, b, p.threshold, shingles=sh, rows=order,
-                                      threads=len(os.sched_getaffinity(0)))
+            a, b, _ = verify_edges(a, b, p.threshold, shingles=sh, rows=order,
+                                   threads=len(os.sched_getaffinity(0)))
         elif p.verify == "estimate" and candidates:
-            sigs = mh.signatures(sh, p.num_perm, p.seed)
-            a, b, _ = mh.verify_edges(a, b, p.threshold, sigs=sigs, rows=order)
-        nodes, comp = mh.connected_components(a, b)
+            sigs = signatures(sh, p.num_perm, p.seed)
+            a, b, _ = verify_edges(a, b, p.threshold, sigs=sigs, rows=order)
+        nodes, comp = connected_components(a, b)
         pos = np.searchsorted(order, nodes)
         length = rows[_LENGTH].to_numpy().astype(np.int64)[pos]
-        dropped, kept_by = mh.choose_keepers(nodes, comp, length)
+        dropped, kept_by = choose_keepers(nodes, comp, length)
         id_of = dict(zip(order.tolist(), rows[self.ctx.id_column].to_pylist(), strict=True))
         keeper_of = dict(zip(dropped.tolist(), kept_by.tolist(), strict=True))
         # The component's keeper names the component, so its id is stable and readable.

@@ -12,7 +12,8 @@ from pydantic import ValidationError
 
 from operators.base import Context
 from operators.quality.gopher import GopherParams, GopherQuality
-from operators.quality.words import VOCAB, split_chunk
+from operators.quality.word_split import split_chunk
+from operators.quality.words import VOCAB
 
 _ALPHABET = "bcdfghjklmnpqrstvwxz"
 
