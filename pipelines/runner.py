@@ -56,6 +56,10 @@ def run(recipe, operators: list[Operator], recipe_yaml: str,
     t0 = time.perf_counter()
     shards = discover(inp.path, inp.format, inp.text_column, inp.id_column)
     preflight.check(inp.path, [s.path for s in shards], out)
+    blank = sum(s.blank_lines for s in shards)
+    if log and blank:
+        files = sum(1 for s in shards if s.blank_lines)
+        log(f"skipped {blank:,} blank line(s) in {files} JSONL file(s); they are not rows")
     if log and not any(s.rows for s in shards):
         log(f"warning: the {len(shards)} input file(s) matching '{inp.path}' hold no rows; "
             "the output will be empty")
@@ -91,6 +95,8 @@ def run(recipe, operators: list[Operator], recipe_yaml: str,
                     if progress:
                         progress(len(summaries), sum(1 for s in shards if s.rows),
                                  sum(s["kept"] for s in summaries))
+            if blank:
+                built.metrics.setdefault(0, {})["blank_lines"] = blank
             ops = funnel(shards, summaries, steps, built.driver_seconds, built.metrics)
             write_ops(run_dir, run_id, ops)
             publish(layout.staging_dir(run_dir), out, run_id)

@@ -25,10 +25,11 @@ def recipe(tmp_path: Path, input_glob: str, out: Path, fmt: str = "auto") -> Pat
     return path
 
 
-def run(tmp_path: Path, input_glob: str, out: Path, fmt: str = "auto") -> None:
+def run(tmp_path: Path, input_glob: str, out: Path, fmt: str = "auto"):
     res = curate("run", str(recipe(tmp_path, input_glob, out, fmt)))
     assert res.returncode == 0, res.stderr[-3000:]
     assert "Traceback" not in res.stderr
+    return res
 
 
 def output(out: Path) -> list[dict]:
@@ -57,7 +58,8 @@ def test_surrogate_line_is_dropped_and_gzip_reads_like_plain(tmp_path):
     (tmp_path / "gz").mkdir()
     (tmp_path / "gz" / "a.jsonl.gz").write_bytes(gzip.compress(plain.read_bytes()))
 
-    run(tmp_path, str(tmp_path / "plain" / "*.jsonl"), tmp_path / "out_plain")
+    res = run(tmp_path, str(tmp_path / "plain" / "*.jsonl"), tmp_path / "out_plain")
+    assert "skipped 1 blank line(s) in 1 JSONL file(s)" in res.stderr
     run(tmp_path, str(tmp_path / "gz" / "*.gz"), tmp_path / "out_gz", fmt="jsonl")
 
     for out, name in ((tmp_path / "out_plain", "a.jsonl"), (tmp_path / "out_gz", "a.jsonl.gz")):
