@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import ValidationError
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 from rich.console import Group
@@ -11,6 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from operators import registry
+from operators.base import ColumnType, Operator
 
 
 def summary() -> Table:
@@ -48,6 +50,27 @@ def param_rows(name: str) -> list[dict[str, str]]:
     return rows
 
 
+def columns(name: str) -> tuple[dict[str, ColumnType], dict[str, ColumnType]] | None:
+    """(reads, writes) of op `name` with its default params and context, or None when it
+    cannot be built without params."""
+    op_cls: type[Operator] = registry.get(name)
+    try:
+        params = op_cls.Params()
+    except ValidationError:
+        # Required params (e.g. a model path) rarely change the columns: show the
+        # defaults of the others rather than nothing.
+        params = op_cls.Params.model_construct()
+    try:
+        op = op_cls(params)
+        return op.reads(), op.writes()
+    except (ValueError, AttributeError, TypeError):
+        return None
+
+
+def _columns_text(cols: dict[str, ColumnType]) -> str:
+    return ", ".join(f"{c} ({t})" for c, t in cols.items()) or "nothing"
+
+
 def describe(name: str) -> Group:
     op = registry.get(name)
     params = Table(title="params", title_justify="left")
@@ -60,4 +83,12 @@ def describe(name: str) -> Group:
         parts.append(Text("signals: " + ", ".join(f"{k} ({v})" for k, v in op.signal_keys.items())))
     if op.reasons:
         parts.append(Text("drop reasons: " + ", ".join(op.reasons)))
+    contract = columns(name)
+    if contract is None:
+        parts.append(Text("columns: depend on params"))
+    else:
+        parts.append(Text("reads columns: " + _columns_text(contract[0])))
+        parts.append(Text("writes columns: " + _columns_text(contract[1])))
+        parts.append(Text("(default params; text and id: input.text_column and id_column)",
+                          style="dim"))
     return Group(*parts)

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import glob
+import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from operators import registry
-from operators.base import Context, Operator, Params
+from operators.base import STRING, ColumnType, Context, Operator, Params, type_name
 
 
 class Strict(BaseModel):
@@ -173,7 +178,8 @@ def load_recipe(path: str | Path, sets: list[str] | None = None) -> LoadedRecipe
 def parse_recipe(text: str, source: str = "<recipe>", sets: list[str] | None = None
                  ) -> LoadedRecipe:
     """Parse, override and validate recipe text; raises one `RecipeError` listing every
-    problem (structure, each step's op and params, duplicate names), sorted by line."""
+    problem (structure, each step's op and params, duplicate names, column contracts),
+    sorted by line."""
     try:
         node = yaml.compose(text)
         raw = yaml.safe_load(text)
@@ -204,16 +210,24 @@ def parse_recipe(text: str, source: str = "<recipe>", sets: list[str] | None = N
                if isinstance(raw_steps, list) else [])
     _check_unique_names(raw_steps if isinstance(raw_steps, list) else [], lines, problems)
 
-    ops: list[Operator] = []
-    ctx = _context(recipe, raw)
+    built: list[Operator | None] = []
+    base = _base(recipe, raw)
+    ctx = base.context() if base is not None else None
     for i, (op_cls, params) in enumerate(checked):
+        built.append(None)
         if op_cls is None or params is None or ctx is None:
             continue
         try:
-            ops.append(op_cls(params, ctx))
+            built[i] = op_cls(params, ctx)
         except ValueError as exc:  # a constructor's cross-check, e.g. embed's column
             problems.append((_line_of(lines, ("steps", i)),
                              f"step '{_step_name(raw_steps[i])}' (steps[{i}]): {exc}"))
+    if base is not None and ctx is not None:
+        columns, complete = input_columns(base.input, local=base.execution.address == "local")
+        steps = [(_step_name(raw_steps[i]) or "?", op) for i, op in enumerate(built)]
+        for i, msg in check_columns(steps, columns, complete, ctx):
+            problems.append((_line_of(lines, ("steps", i, "op")), msg))
+    ops = [op for op in built if op is not None]
     if problems:
         problems.sort(key=lambda p: p[0])  # stable: same-line problems keep their order
         raise RecipeError(source, [f"{line}: {msg}" for line, msg in problems])
@@ -221,15 +235,103 @@ def parse_recipe(text: str, source: str = "<recipe>", sets: list[str] | None = N
     return LoadedRecipe(recipe=recipe, operators=ops, raw=raw)
 
 
-def _context(recipe: Recipe | None, raw: dict[str, Any]) -> Context | None:
-    """The run context operators are built in: from the recipe, or, when only its steps are
-    invalid, from the rest of it (so the valid steps still get their constructor checks)."""
+def _base(recipe: Recipe | None, raw: dict[str, Any]) -> Recipe | None:
+    """The recipe whose input and context steps are built in and checked against: the
+    recipe, or, when only its steps are invalid, the rest of it (so the valid steps still
+    get their constructor and column checks)."""
     if recipe is not None:
-        return recipe.context()
+        return recipe
     try:
-        return Recipe.model_validate({**raw, "steps": []}).context()
+        return Recipe.model_validate({**raw, "steps": []})
     except ValidationError:
         return None  # input/execution invalid: already reported
+
+
+# ---- column contracts --------------------------------------------------------------------
+
+ColumnTypes = dict[str, pa.DataType | ColumnType]
+
+
+def input_columns(spec: InputSpec, local: bool = True) -> tuple[ColumnTypes, bool]:
+    """(columns every row starts with, whether that is all of them).
+
+    The text column (always a string by the time a step sees it: the shard checks refuse
+    any other type) and the id column (generated as a string when absent), plus, for a
+    local Parquet input, the first matching shard's columns, read from its footer alone.
+    For JSONL, a remote input, no match or an unreadable file, the rest is unknown;
+    reading never fails validation (the shard checks report unreadable files).
+    """
+    columns: ColumnTypes = {spec.text_column: STRING, spec.id_column: STRING}
+    if not local or spec.format == "jsonl":
+        return columns, False
+    try:
+        paths = sorted(p for p in glob.glob(spec.path, recursive=True) if os.path.isfile(p))
+        if not paths:
+            return columns, False
+        schema = pq.read_schema(paths[0])  # not Parquet (e.g. auto and .jsonl): unknown
+    except (OSError, ValueError, pa.ArrowException):
+        return columns, False
+    for f in schema:
+        if not f.name.startswith("_") and f.name != spec.text_column:
+            columns[f.name] = f.type
+    return columns, True
+
+
+def check_columns(steps: Sequence[tuple[str, Operator | None]], columns: ColumnTypes,
+                  complete: bool, ctx: Context | None = None) -> list[tuple[int, str]]:
+    """(step index, message) for each column a step reads that no earlier step writes and
+    the input lacks, or that has a type the step cannot read.
+
+    `steps`: (name, operator) in order, None for a step that could not be built: what it
+    writes is unknown, so from there on (as for an input whose columns are not all
+    known, `complete` False) a missing column is not reported; types still are.
+    """
+    have = {name: (dtype, "from the input") for name, dtype in columns.items()}
+    problems: list[tuple[int, str]] = []
+    for i, (name, op) in enumerate(steps):
+        if op is None:
+            complete = False
+            continue
+        where = f"step '{name}' (steps[{i}])"
+        for col, need in op.reads().items():
+            if col.startswith("_"):
+                continue  # bookkeeping, not part of contracts
+            if col not in have:
+                if complete:
+                    problems.append((i, f"{where}: needs column '{col}' ({need}) which no "
+                                        "earlier step writes and the input does not have"
+                                        f"{_writer_hint(col, need, steps, i, ctx)}"))
+                continue
+            dtype, origin = have[col]
+            if not need.accepts(dtype):
+                problems.append((i, f"{where}: column '{col}' is {type_name(dtype)} "
+                                    f"({origin}), needs {need}"))
+        for col, made in op.writes().items():
+            if not col.startswith("_"):
+                have[col] = (made, f"written by {where}")
+    return problems
+
+
+def _writer_hint(col: str, need: ColumnType, steps: Sequence[tuple[str, Operator | None]],
+                 at: int, ctx: Context | None) -> str:
+    """How to provide `col`: move a later step that writes it, or add an operator that
+    writes it with its default params."""
+    for j in range(at + 1, len(steps)):
+        name, op = steps[j]
+        if op is not None and col in (w := op.writes()) and need.accepts(w[col]):
+            return f"; step '{name}' (steps[{j}]) writes it: move it before this one"
+    writers = []
+    for op_name, cls in registry.catalogue().items():
+        try:
+            op = cls(cls.Params(), ctx)
+        except (ValidationError, ValueError, TypeError):
+            continue  # needs params to say what it writes
+        if col in (w := op.writes()) and need.accepts(w[col]):
+            writers.append(f"`{op_name}`")
+    if not writers:
+        return ""
+    article = "an" if writers[0][1] in "aeiou" else "a"
+    return f"; add {article} {' or '.join(writers)} step before it"
 
 
 def _step_name(item: Any) -> str | None:

@@ -62,6 +62,78 @@ def local_path(kind: Literal["file", "dir"], *, holds: tuple[str, ...] = (),
     return AfterValidator(check)
 
 
+# ---- column contracts --------------------------------------------------------------------
+
+ColumnKind = Literal["any", "string", "float64", "int64", "vector"]
+
+
+@dataclass(frozen=True)
+class ColumnType:
+    """The type an operator needs of a column it reads, or declares for one it writes.
+
+    `vector` is a fixed_size_list<float32>; `dim` None means any size (or, for a written
+    column, a size not known until the model loads).
+    """
+
+    kind: ColumnKind
+    dim: int | None = None
+
+    @property
+    def name(self) -> str:
+        """How messages and `curate ops` spell it: `string`, `vector<float32>[384]`."""
+        if self.kind != "vector":
+            return self.kind
+        return "vector<float32>" + ("" if self.dim is None else f"[{self.dim}]")
+
+    def __str__(self) -> str:
+        return self.name
+
+    def accepts(self, dtype: pa.DataType | ColumnType) -> bool:
+        """Whether a column of `dtype` satisfies this type.
+
+        `dtype` is an Arrow type (an input column) or the `ColumnType` an earlier step
+        declared it writes; what a step declares as `ANY`, or as a vector of unknown size,
+        is given the benefit of the doubt: it is only known once the step runs.
+        """
+        if self.kind == "any":
+            return True
+        if isinstance(dtype, ColumnType):
+            if dtype.kind == "any":
+                return True
+            if dtype.kind != self.kind:
+                return False
+            return self.dim is None or dtype.dim is None or self.dim == dtype.dim
+        if self.kind == "string":
+            return (pa.types.is_string(dtype) or pa.types.is_large_string(dtype)
+                    or pa.types.is_string_view(dtype))
+        if self.kind == "float64":
+            return pa.types.is_float64(dtype)
+        if self.kind == "int64":
+            return pa.types.is_int64(dtype)
+        return (pa.types.is_fixed_size_list(dtype) and pa.types.is_float32(dtype.value_type)
+                and (self.dim is None or dtype.list_size == self.dim))
+
+
+def vector(dim: int | None = None) -> ColumnType:
+    """A fixed_size_list<float32> column of `dim` values per row (None: any size)."""
+    return ColumnType("vector", dim)
+
+
+STRING = ColumnType("string")
+FLOAT64 = ColumnType("float64")
+INT64 = ColumnType("int64")
+ANY = ColumnType("any")
+
+
+def type_name(dtype: pa.DataType | ColumnType) -> str:
+    """A column type as messages spell it; Arrow vectors read like `vector()`'s name."""
+    if isinstance(dtype, ColumnType):
+        return dtype.name
+    if pa.types.is_fixed_size_list(dtype) and pa.types.is_float32(dtype.value_type):
+        return vector(dtype.list_size).name
+    return str(dtype)
+
+
 @dataclass(frozen=True)
 class Context:
     """What an operator may know about the run it is part of."""
@@ -128,6 +200,17 @@ class Operator:
     def __init__(self, params: Params, context: Context | None = None) -> None:
         self.params = params
         self.ctx = context or Context()
+
+    # Column contract, checked by `curate validate` over the whole chain before compute.
+    # Only user-visible columns: names starting with `_` (bookkeeping, a global
+    # operator's temporary columns) and signals are not part of it.
+    def reads(self) -> dict[str, ColumnType]:
+        """Columns this operator needs in its input, with their types (default: the text)."""
+        return {self.ctx.text_column: STRING}
+
+    def writes(self) -> dict[str, ColumnType]:
+        """Columns this operator adds or replaces in the rows it keeps (default: none)."""
+        return {}
 
 
 class MapOperator(Operator):

@@ -17,7 +17,15 @@ import pyarrow.compute as pc
 import xxhash
 from pydantic import Field
 
-from operators.base import ORDER_COLUMN, BatchResult, GlobalOperator, Params, Stage
+from operators.base import (
+    ANY,
+    ORDER_COLUMN,
+    BatchResult,
+    ColumnType,
+    GlobalOperator,
+    Params,
+    Stage,
+)
 from operators.text.normalize import NormalizeParams, normalize_text
 
 KEY_COLUMN = "_exact_key"
@@ -57,6 +65,10 @@ class ExactDedup(GlobalOperator):
     Params = ExactParams
     signal_keys = {"text_hash": "text", "copies": "num"}
     reasons = ("exact_duplicate",)
+
+    def reads(self) -> dict[str, ColumnType]:
+        # A dropped row's detail names its keeper's id; any type, it is cast to text.
+        return {**super().reads(), self.ctx.id_column: ANY}
 
     def stages(self) -> list[Stage]:
         return [Stage("hash", self.hash),

@@ -28,7 +28,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field, model_validator
 
-from operators.base import ORDER_COLUMN, BatchResult, GlobalOperator, Params, Stage
+from operators.base import (
+    ANY,
+    ORDER_COLUMN,
+    BatchResult,
+    ColumnType,
+    GlobalOperator,
+    Params,
+    Stage,
+)
 from operators.dedup.minhash_lsh import (
     CLIQUE_MAX,
     band_keys,
@@ -78,6 +86,10 @@ class MinHashDedup(GlobalOperator):
     Params = MinHashParams
     signal_keys = {"component": "text", "component_size": "num"}
     reasons = ("near_duplicate",)
+
+    def reads(self) -> dict[str, ColumnType]:
+        # Keepers and components are named by id; any type, it is cast to text.
+        return {**super().reads(), self.ctx.id_column: ANY}
 
     def shape(self) -> tuple[int, int]:
         p: MinHashParams = self.params

@@ -44,7 +44,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field
 
-from operators.base import BatchResult, Context, MapOperator, Params, local_path
+from operators.base import (
+    BatchResult,
+    ColumnType,
+    Context,
+    MapOperator,
+    Params,
+    local_path,
+    vector,
+)
 from operators.embed.backends import Backend, backend_help
 
 
@@ -98,6 +106,29 @@ class Embed(MapOperator):
                              "text or id column; choose another `column`")
         self._encoder = None
         self._cache = None
+
+    def writes(self) -> dict[str, ColumnType]:
+        """The vectors, in `column`."""
+        return {self.params.column: vector(self.known_dim())}
+
+    def known_dim(self) -> int | None:
+        """The vectors' size when the model's config files tell it, else None: validation
+        reads a few small JSON files and never loads the model. Known for the transformer
+        backends with one pooling mode and no extra modules (a Dense layer may resize);
+        `static` distils its own vectors, so its size is left open."""
+        p: EmbedParams = self.params
+        if p.backend == "static":
+            return None
+        try:
+            from operators.embed.models import model_layout, resolve_model
+
+            layout = model_layout(resolve_model(p.model))
+        except (OSError, ValueError, LookupError, TypeError, ImportError):
+            return None  # a bad model is reported by its own check, not as a column type
+        if layout["extra_modules"] or "+" in layout["pooling"]:
+            return None
+        hidden = layout["hidden_size"]
+        return hidden if isinstance(hidden, int) else None
 
     def __getstate__(self) -> dict:
         # Shipped to actors before setup(); a loaded model is never pickled.

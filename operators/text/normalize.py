@@ -8,7 +8,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field
 
-from operators.base import BatchResult, MapOperator, Params
+from operators.base import STRING, BatchResult, ColumnType, MapOperator, Params
 
 
 class NormalizeParams(Params):
@@ -45,6 +45,9 @@ class Normalize(MapOperator):
     Params = NormalizeParams
     signal_keys = {"chars_removed": "num"}
     reasons = ("empty_text",)
+
+    def writes(self) -> dict[str, ColumnType]:
+        return {self.ctx.text_column: STRING}  # rewritten in place
 
     def process(self, batch: pa.Table) -> BatchResult:
         p: NormalizeParams = self.params
