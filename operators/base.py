@@ -1,8 +1,8 @@
 """The operator contract: what every operator declares and returns.
 
 Operators are pure compute over Arrow tables. They know nothing of Ray, YAML or the
-CLI; `pipelines/` decides where and how they run (see docs/DESIGN.md, "Operator
-contract").
+CLI; `pipelines/` decides where and how they run (see docs/writing-an-operator.md and
+docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -228,12 +228,12 @@ class MapOperator(Operator):
         raise NotImplementedError
 
 
-StageKind = Literal["map", "emit", "reduce", "resolve"]
+StageKind = Literal["map", "emit", "reduce", "resolve", "fit", "grouped"]
 
 
 @dataclass(frozen=True)
 class Stage:
-    """One pure step of a global operator. Kinds:
+    """One pure step of a global operator (docs/writing-an-operator.md). Kinds:
 
     - `map`: fn(rows) -> BatchResult, on any batch of the live rows;
     - `emit`: fn(rows) -> pa.Table of side records (e.g. one per row and LSH band);
@@ -246,7 +246,20 @@ class Stage:
       well-designed operator keeps proportional to the rows it must decide on. With
       `prepare`, the workers that select those rows first turn them into
       `prepare(rows)` (keeping `_order`), so per-row work runs in parallel, not in
-      the single process that calls `fn`.
+      the single process that calls `fn`;
+    - `fit`: fn(sample) -> value, called once in one process on a deterministic sample
+      of at most `sample` live rows (their `_order` and `columns`, in input order, the
+      same whatever the blocks); the value is recorded under the run folder and handed,
+      shared once, to every later stage that names this stage in `uses`;
+    - `grouped`: fn(group) -> pa.Table keyed by `_order`, called on the live rows' `_order`,
+      `key` and `columns`, one whole group of equal `key` (an integer column) at a time;
+      the output columns are attached to the rows as after `resolve`. Memory per call is
+      one group; a worker holds about 64 MB of projected rows at once, or one group if
+      larger.
+
+    A stage that names fit stages in `uses` receives their values as keyword arguments
+    (`fn(rows, centroids=...)`). With `actor`, a `map` or `grouped` stage runs in an actor
+    pool and the operator's `setup()` (a model, an index) runs once per actor first.
 
     Columns an operator adds to rows should start with `_`; they are dropped after its
     last stage (signals are kept).
@@ -259,12 +272,18 @@ class Stage:
     refs: tuple[str, ...] = ()
     columns: tuple[str, ...] = ()
     prepare: Callable | None = None
+    sample: int = 0
+    uses: tuple[str, ...] = ()
+    actor: bool = False
 
 
 class GlobalOperator(Operator):
     """An operator that must see all rows, written as a short sequence of stages."""
 
     kind: ClassVar[Literal["global"]] = "global"
+
+    def setup(self) -> None:
+        """Load models or indexes once per actor, for stages with `actor=True`."""
 
     def stages(self) -> list[Stage]:
         raise NotImplementedError

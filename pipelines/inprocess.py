@@ -1,63 +1,110 @@
-"""The same step semantics as `pipelines.plan`, in this process and without Ray.
+"""The whole run in this process, without Ray: the reference executor.
 
-The reference for "operators called directly" in benchmarks, and a way to test a
-global operator's stages on a list of batches. A reduce stage sees all side records at
-once, which trivially satisfies "whole groups per call".
+It runs the same stage functions (`pipelines.stages`) on the same tables as
+`pipelines.plan`, so it writes the same bytes; `curate run` uses it for small local
+inputs (`execution.engine: auto`), where starting Ray would cost more than the work. A
+reduce here sees all side records at once, which trivially satisfies "whole groups
+per call". Nothing here imports Ray.
 """
 
 from __future__ import annotations
 
-from functools import partial
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from operators.base import GlobalOperator, MapOperator, Operator
+from operators.base import GlobalOperator, MapOperator, Operator, Stage
 from pipelines import columns as C
-from pipelines import plan, unique_ids
+from pipelines import stages as S
+from pipelines import unique_ids
 from pipelines.reader import read_shard
 from pipelines.shards import Shard
 from pipelines.steps import apply_step
+from pipelines.writer import ShardWriter
+
+
+class InProcess:
+    """`stages.Executor` over a list of batches held in memory."""
+
+    def __init__(self, batches: list[pa.Table]) -> None:
+        self.batches = batches
+        self.side: list[pa.Table] = []
+        self.driver_seconds: dict[int, float] = defaultdict(float)
+        self.metrics: dict[int, dict] = {}
+
+    def map_rows(self, call: S.StageCall, actor: bool) -> None:
+        if actor:
+            call.setup()
+        self.batches = [call(b) for b in self.batches]
+
+    def emit(self, call: S.StageCall) -> None:
+        self.side = [call(b) for b in self.batches]
+
+    def reduce(self, call: S.StageCall, key: str, actor: bool) -> None:
+        if actor:
+            call.setup()
+        self.side = [call(S.concat(self.side))] if self.side else []
+
+    def resolve(self, call: S.StageCall, stage: Stage) -> None:
+        gathered = S.concat(self.side)
+        records = S.side_records(gathered)
+        self.driver_time(call.step, S.side_seconds(gathered))
+        orders = S.referenced_orders(records, stage.refs)
+        rows = S.concat([S.select(b, orders, stage.columns, stage.prepare)
+                         for b in self.batches])
+        start = time.perf_counter()
+        decisions = call.fn()(records, rows)
+        self.driver_time(call.step, time.perf_counter() - start)
+        self.metrics[call.step] = S.step_metrics(decisions)
+        decisions = decisions.sort_by(C.ORDER)
+        self.batches = [S.attach(b, decisions) for b in self.batches]
+
+    def attach_side(self, step: int) -> None:
+        gathered = S.concat(self.side)
+        self.driver_time(step, S.side_seconds(gathered))
+        decisions = S.attachable(gathered)
+        if decisions is not None:
+            self.batches = [S.attach(b, decisions) for b in self.batches]
+
+    def sample(self, columns: tuple[str, ...], n: int, seed: int) -> pa.Table:
+        return S.merge_sample(S.concat([S.sample_candidates(b, columns, n, seed)
+                                        for b in self.batches]), n)
+
+    def share(self, value: Any) -> S.Value:
+        return S.LocalValue(value)
+
+    def driver_time(self, step: int, seconds: float) -> None:
+        self.driver_seconds[step] += seconds
 
 
 def run_operators(batches: list[pa.Table], operators: list[Operator],
-                  metrics: dict[int, dict] | None = None) -> list[pa.Table]:
+                  metrics: dict[int, dict] | None = None,
+                  store: S.FitStore | None = None) -> list[pa.Table]:
     """Apply `operators` (steps 1..n) to carried batches from `pipelines.reader`.
 
     Resolve stages' step metrics are stored into `metrics` when given.
     """
+    ex = InProcess(batches)
+    _run(ex, operators, store)
+    if metrics is not None:
+        metrics.update(ex.metrics)
+    return ex.batches
+
+
+def _run(ex: InProcess, operators: list[Operator], store: S.FitStore | None) -> None:
     for step, op in enumerate(operators, start=1):
         if isinstance(op, MapOperator):
             op.setup()
-            batches = [apply_step(b, op.process, op, step, last_stage=True) for b in batches]
-            continue
-        if not isinstance(op, GlobalOperator):
+            ex.batches = [apply_step(b, op.process, op, step, last_stage=True)
+                          for b in ex.batches]
+        elif isinstance(op, GlobalOperator):
+            S.run_global(op, step, ex, store)
+        else:
             raise TypeError(f"{op.name} is neither a map nor a global operator")
-        stages = op.stages()
-        side: pa.Table | None = None
-        for i, stage in enumerate(stages):
-            fn = partial(apply_step, fn=stage.fn, op=op, step=step,
-                         last_stage=i == len(stages) - 1)
-            if stage.kind == "map":
-                batches = [fn(b) for b in batches]
-            elif stage.kind == "emit":
-                side = _concat([plan._emit(b, stage.fn) for b in batches])
-            elif stage.kind == "reduce":
-                side = plan._reduce(side, stage.fn)
-            elif stage.kind == "resolve":
-                records = plan.side_records(side)
-                orders = plan.referenced_orders(records, stage.refs)
-                rows = _concat([plan._select(b, orders, stage.columns, stage.prepare)
-                                for b in batches])
-                decisions = stage.fn(records, rows)
-                if metrics is not None:
-                    metrics[step] = plan.step_metrics(decisions)
-                decisions = decisions.sort_by(C.ORDER)
-                batches = [plan._attach(b, decisions) for b in batches]
-    return batches
-
-
-def _concat(tables: list[pa.Table]) -> pa.Table:
-    return pa.concat_tables(tables, promote_options="permissive")
 
 
 def read_shards(shards: list[Shard], text_column: str, id_column: str, max_doc_bytes: int,
@@ -67,3 +114,26 @@ def read_shards(shards: list[Shard], text_column: str, id_column: str, max_doc_b
     duplicates = unique_ids.duplicates_in_process(shards, id_column)
     return [b for s in shards
             for b in read_shard(s, text_column, id_column, max_doc_bytes, batch_rows, duplicates)]
+
+
+def build(shards: list[Shard], operators: list[Operator], writer: ShardWriter, *,
+          text_column: str, id_column: str, max_doc_bytes: int, batch_rows: int,
+          store: S.FitStore | None = None) -> tuple[Iterator[pa.Table], InProcess]:
+    """The run's per-shard write summaries, as `pipelines.plan.build` returns them (a lazy
+    iterator: iterating runs everything), computed in this process. No checkpoints: a
+    small run is cheaper to redo than to resume."""
+    ex = InProcess([])
+
+    def summaries() -> Iterator[pa.Table]:
+        duplicates = unique_ids.duplicates_in_process(shards, id_column)
+        if duplicates is not None:
+            ex.metrics[0] = {"duplicate_ids": duplicates.num_rows}
+        ex.batches = [b for s in shards for b in read_shard(
+            s, text_column, id_column, max_doc_bytes, batch_rows, duplicates)]
+        _run(ex, operators, store)
+        held = {int(i) for b in ex.batches for i in pc.unique(b[C.SHARD]).to_pylist()}
+        for shard in sorted(held):
+            yield writer(pa.concat_tables([b.filter(pc.equal(b[C.SHARD], shard))
+                                           for b in ex.batches], promote_options="permissive"))
+
+    return summaries(), ex

@@ -9,12 +9,13 @@ name. No stage gathers or shuffles the corpus.
 
 from __future__ import annotations
 
-import json
+import math
 import time
 import warnings
 from collections import defaultdict
 from collections.abc import Iterator
 from functools import partial
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -22,15 +23,15 @@ import pyarrow.compute as pc
 import ray
 import ray.data
 
-from operators.base import ORDER_COLUMN, GlobalOperator, MapOperator, Operator, Stage
+from operators.base import GlobalOperator, MapOperator, Operator, Stage
 from pipelines import checkpoints, unique_ids
 from pipelines import columns as C
+from pipelines import stages as S
 from pipelines.reader import read_shard
 from pipelines.shards import Shard
 from pipelines.steps import apply_step
 from pipelines.writer import ShardWriter
 
-SIDE_SECONDS, SIDE_PLACEHOLDER = "_side_seconds", "_side_placeholder"
 ACTOR_CPUS = 0.5  # fractional, so an actor pool never starves read/write tasks on small nodes
 # A task whose worker process dies (OOM kill, node loss) is re-run; every task is a pure
 # function of its input block and files are written atomically under fixed names, so a
@@ -75,8 +76,9 @@ def find_duplicate_ids(shards: list[Shard], id_column: str) -> pa.Table | None:
     scan = ray.remote(_scan_ids).options(num_returns=2, **RETRIES)
     scans = [scan.remote(s, id_column) for s in with_ids]
     ids_of = {s.index: ids for s, (_, ids) in zip(with_ids, scans, strict=True)}
-    groups = _shuffle_reduce([keys for keys, _ in scans], unique_ids.HASH, unique_ids.colliding)
-    candidates = side_records(_concat_refs(groups))
+    groups = _shuffle_reduce([keys for keys, _ in scans], unique_ids.HASH,
+                             partial(S.reduce, fn=unique_ids.colliding))
+    candidates = S.side_records(_concat_refs(groups))
     if not candidates.num_rows:
         return unique_ids.QUARANTINE_SCHEMA.empty_table()
     shard_of = candidates["shard"].to_numpy()
@@ -128,47 +130,11 @@ class Plan:
         return ds.map_batches(MapStep(op, step), batch_format="pyarrow",
                               concurrency=self.concurrency, **RETRIES)
 
-    def global_op(self, ds: ray.data.Dataset, op: GlobalOperator, step: int) -> ray.data.Dataset:
-        stages = op.stages()
-        blocks: list = []
-        side: list = []  # object refs of side-record tables
-        for i, stage in enumerate(stages):
-            last = i == len(stages) - 1
-            fn = partial(apply_step, fn=stage.fn, op=op, step=step, last_stage=last)
-            if stage.kind == "map":
-                ds = ds.map_batches(fn, batch_format="pyarrow", concurrency=self.concurrency,
-                                    **RETRIES)
-            elif stage.kind == "emit":
-                ds = ds.materialize()  # rows are read again after the resolve stage
-                blocks = ds.to_arrow_refs()
-                side = [_task(_emit).remote(b, stage.fn) for b in blocks]
-            elif stage.kind == "reduce":
-                side = _shuffle_reduce(side, stage.key, stage.fn)
-            elif stage.kind == "resolve":
-                ds = self._resolve(ds, blocks, side, stage, step)
-            else:
-                raise ValueError(f"{op.name}: unknown stage kind {stage.kind!r}")
-        return ds
-
-    def _resolve(self, ds: ray.data.Dataset, blocks: list, side: list, stage: Stage,
-                 step: int) -> ray.data.Dataset:
-        gathered = _concat_refs(side)
-        records = side_records(gathered)
-        self.driver_seconds[step] += side_seconds(gathered)
-        orders = ray.put(referenced_orders(records, stage.refs))
-        # Only the rows named by side records travel to the driver: proportional to the
-        # rows in candidate pairs, not to the corpus.
-        rows = _concat_refs([_task(_select).remote(b, orders, stage.columns, stage.prepare)
-                             for b in blocks])
-        # Only the operator's own work counts: gathering above waits on upstream Ray work,
-        # which would make ops.seconds (CPU time in the step) include other steps.
-        start = time.perf_counter()
-        decisions = stage.fn(records, rows)
-        self.driver_seconds[step] += time.perf_counter() - start
-        self.metrics[step] = step_metrics(decisions)
-        decisions = decisions.sort_by(ORDER_COLUMN)
-        return ds.map_batches(_attach, fn_kwargs={"decisions": decisions},
-                              batch_format="pyarrow", **RETRIES)
+    def global_op(self, ds: ray.data.Dataset, op: GlobalOperator, step: int,
+                  store: S.FitStore | None = None) -> ray.data.Dataset:
+        ex = RayStages(self, ds)
+        S.run_global(op, step, ex, store)
+        return ex.ds
 
     def write(self, ds: ray.data.Dataset, writer: ShardWriter) -> Iterator[pa.Table]:
         """Run the dataset and write each input shard; yields one summary per shard.
@@ -225,7 +191,7 @@ def build(shards: list[Shard], operators: list[Operator], writer: ShardWriter, *
         if isinstance(op, MapOperator):
             ds = plan.map_op(ds, op, step)
         elif isinstance(op, GlobalOperator):
-            ds = plan.global_op(ds, op, step)
+            ds = plan.global_op(ds, op, step, S.FitStore(resume.run_dir / "fitted"))
             # After the last step only the write remains: re-running it costs less than
             # writing and re-reading a checkpoint of every row.
             if has_rows and step < last:
@@ -245,129 +211,160 @@ def _write_shard(writer: ShardWriter, shard: int, *blocks: pa.Table) -> pa.Table
                                    promote_options="permissive"))
 
 
-def referenced_orders(side: pa.Table, refs: tuple[str, ...]) -> np.ndarray:
-    """The distinct `_order`s named in the side-record columns `refs`."""
-    named = [side[r].to_numpy(zero_copy_only=False) for r in refs if r in side.column_names]
-    return np.unique(np.concatenate(named or [np.empty(0)])).astype(np.int64)
-
-
-def step_metrics(decisions: pa.Table) -> dict:
-    """Step-level figures a resolve stage reports in its output's `curate.metrics`."""
-    raw = (decisions.schema.metadata or {}).get(b"curate.metrics")
-    return json.loads(raw) if raw else {}
-
-
-def _live(batch: pa.Table) -> pa.Table:
-    return batch.filter(pc.is_null(batch[C.DROP_STEP]))
-
-
-def _emit(batch: pa.Table, fn) -> pa.Table:
-    if not batch.num_rows:  # Ray Data's empty blocks carry no columns
-        return pa.table({})
-    start = time.perf_counter()
-    out = fn(_live(batch))
-    return _timed_side(out, time.perf_counter() - start)
-
-
-def _reduce(records: pa.Table, fn) -> pa.Table:
-    carried = side_seconds(records)
-    start = time.perf_counter()
-    out = fn(side_records(records))
-    return _timed_side(out, carried + time.perf_counter() - start)
-
-
-def _timed_side(out: pa.Table, seconds: float) -> pa.Table:
-    """Side records carrying the seconds spent making them, so `ops.seconds` counts emit
-    and reduce work done on the workers. An empty output carries them in one all-null
-    placeholder record, so no time is lost; `side_records` removes placeholders."""
-    placeholder = out.num_rows == 0
-    if placeholder:
-        out = pa.Table.from_pylist([{}], schema=out.schema)
-    n = out.num_rows
-    return (out.append_column(SIDE_SECONDS, pa.array(np.full(n, seconds / n)))
-            .append_column(SIDE_PLACEHOLDER, pa.array(np.full(n, placeholder))))
-
-
-def side_seconds(side: pa.Table) -> float:
-    """Seconds carried by side records (see `_timed_side`)."""
-    if SIDE_SECONDS not in side.column_names:
-        return 0.0
-    return float(pc.sum(side[SIDE_SECONDS]).as_py() or 0.0)
-
-
-def side_records(side: pa.Table) -> pa.Table:
-    """The operator's own side records: placeholders and timing columns removed."""
-    if SIDE_PLACEHOLDER not in side.column_names:
-        return side
-    real = side.filter(pc.invert(side[SIDE_PLACEHOLDER]))
-    return real.drop_columns([SIDE_SECONDS, SIDE_PLACEHOLDER])
-
-
-def _select(batch: pa.Table, orders: np.ndarray, columns: tuple[str, ...],
-            prepare=None) -> pa.Table:
-    if not batch.num_rows:
-        return pa.table({})
-    live = _live(batch)
-    mask = np.isin(live[C.ORDER].to_numpy(), orders)
-    rows = live.filter(pa.array(mask)).select([C.ORDER, *columns])
-    return prepare(rows) if prepare is not None else rows
-
-
-def _attach(batch: pa.Table, decisions: pa.Table) -> pa.Table:
-    """Left-join the resolve stage's columns onto the rows by `_order`."""
-    keys = decisions[C.ORDER].to_numpy()
-    order = batch[C.ORDER].to_numpy()
-    pos = np.searchsorted(keys, order).clip(max=max(len(keys) - 1, 0))
-    found = (keys[pos] == order) if len(keys) else np.zeros(len(order), bool)
-    index = pa.array(np.where(found, pos, 0), mask=~found) if len(keys) else None
-    for name in decisions.column_names:
-        if name == C.ORDER:
-            continue
-        col = decisions[name].combine_chunks()
-        values = pc.take(col, index) if index is not None else pa.nulls(len(order), col.type)
-        batch = batch.append_column(name, values)
-    return batch
-
-
 def _task(fn):
     return ray.remote(fn).options(**RETRIES)
 
 
 def _concat_refs(refs: list) -> pa.Table:
-    tables = [t for t in ray.get(refs) if t.num_rows]
-    return pa.concat_tables(tables, promote_options="permissive") if tables else pa.table({})
+    return S.concat(ray.get(refs))
 
 
-def _shuffle_reduce(side: list, key: str, fn) -> list:
+def _shuffle_reduce(side: list, key: str, fn, parts: int | None = None,
+                    actor_fn=None) -> list:
     """Group side records by `key` and reduce each group with `fn` (a map-reduce shuffle
-    in Ray tasks): every side block is split by key into P parts and reducer p gets part
-    p of every block, so each key lands in exactly one reducer. Side records are small
-    (a key and a row per record); plain tasks on already-running workers cost less than
-    a Ray Data sort, which started new workers for its sample/map/reduce phases
-    (measured ~5 s of a 28 s run at 100k docs)."""
+    in Ray tasks): every side block is split by key into P parts (default: one per CPU)
+    and reducer p gets part p of every block, so each key lands in exactly one reducer.
+    Side records are small (a key and a row per record); plain tasks on already-running
+    workers cost less than a Ray Data sort, which started new workers for its
+    sample/map/reduce phases (measured ~5 s of a 28 s run at 100k docs). With
+    `actor_fn`, the reducers are actors built by it (for stages that need `setup()`)."""
     if not side:
         return []
-    parts = max(1, min(len(side), int(ray.cluster_resources().get("CPU", 1))))
-    if parts == 1:
+    parts = parts or max(1, min(len(side), int(ray.cluster_resources().get("CPU", 1))))
+    if parts == 1 and actor_fn is None:
         return [_task(_reduce_parts).remote(fn, *side)]
-    split = ray.remote(_split_by_key).options(num_returns=parts, **RETRIES)
-    pieces = [split.remote(block, key, parts) for block in side]
-    return [_task(_reduce_parts).remote(fn, *[p[i] for p in pieces]) for i in range(parts)]
-
-
-def _split_by_key(block: pa.Table, key: str, parts: int) -> tuple[pa.Table, ...]:
-    """`block` cut into `parts` tables by integer key modulo `parts` (nulls: part 0)."""
-    values = pc.fill_null(block[key], 0).to_numpy() if block.num_rows else np.empty(0, np.int64)
-    if not np.issubdtype(values.dtype, np.integer):
-        raise TypeError(f"reduce key {key!r} must be an integer column, got {block[key].type}")
-    part = values % parts
-    order = np.argsort(part, kind="stable")
-    bounds = np.searchsorted(part[order], np.arange(parts + 1))
-    taken = block.take(pa.array(order))
-    return tuple(taken.slice(bounds[i], bounds[i + 1] - bounds[i]) for i in range(parts))
+    split = ray.remote(S.split_by_key).options(num_returns=parts, **RETRIES)
+    pieces = [split.remote(block, key, parts) for block in side] if parts > 1 else None
+    inputs = [[p[i] for p in pieces] if pieces else side for i in range(parts)]
+    if actor_fn is None:
+        return [_task(_reduce_parts).remote(fn, *part) for part in inputs]
+    pool = [actor_fn() for _ in range(min(parts, _actor_slots()))]
+    return [pool[i % len(pool)].reduce.remote(*part) for i, part in enumerate(inputs)]
 
 
 def _reduce_parts(fn, *parts: pa.Table) -> pa.Table:
-    records = pa.concat_tables([p for p in parts if p.num_rows] or parts[:1],
-                               promote_options="permissive")
-    return _reduce(records, fn)
+    return fn(_merge_parts(parts))
+
+
+def _merge_parts(parts) -> pa.Table:
+    return pa.concat_tables([p for p in parts if p.num_rows] or parts[:1],
+                            promote_options="permissive")
+
+
+def _actor_slots() -> int:
+    return max(1, int(ray.cluster_resources().get("CPU", 1) / ACTOR_CPUS) // 2)
+
+
+class StageActor:
+    """A model-backed stage: the operator's `setup()` runs once, then every call."""
+
+    def __init__(self, call: S.StageCall) -> None:
+        self.call = call
+        call.setup()
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        return self.call(batch)
+
+    def reduce(self, *parts: pa.Table) -> pa.Table:
+        return self.call(_merge_parts(parts))
+
+
+class SharedValue:
+    """A fitted value put in the object store once; fetched once per worker process."""
+
+    _cache: dict[str, Any] = {}
+
+    def __init__(self, value: Any) -> None:
+        self.ref = ray.put(value)
+
+    def get(self) -> Any:
+        key = self.ref.hex()
+        if key not in self._cache:
+            self._cache[key] = ray.get(self.ref)
+        return self._cache[key]
+
+
+class RayStages:
+    """`stages.Executor` on a Ray dataset: rows stay in their blocks; side records are
+    task outputs; only a resolve gathers (side records and the rows they name)."""
+
+    def __init__(self, plan: Plan, ds: ray.data.Dataset) -> None:
+        self.plan, self.ds = plan, ds
+        self.blocks: list = []
+        self.side: list = []
+
+    def map_rows(self, call: S.StageCall, actor: bool) -> None:
+        if actor:
+            self.ds = self.ds.map_batches(
+                StageActor, fn_constructor_args=(call,), batch_format="pyarrow",
+                compute=ray.data.ActorPoolStrategy(size=self.plan.concurrency or 1),
+                num_cpus=ACTOR_CPUS, **ACTOR_RETRIES)
+        else:
+            self.ds = self.ds.map_batches(call, batch_format="pyarrow",
+                                          concurrency=self.plan.concurrency, **RETRIES)
+
+    def _materialize(self) -> None:
+        self.ds = self.ds.materialize()  # rows are read again after the side records
+        self.blocks = self.ds.to_arrow_refs()
+
+    def emit(self, call: S.StageCall) -> None:
+        self._materialize()
+        self.side = [_task(_apply).remote(call, b) for b in self.blocks]
+
+    def reduce(self, call: S.StageCall, key: str, actor: bool) -> None:
+        parts = None
+        if call.purpose == "groups":  # bound the projected rows one reducer holds
+            size = sum(ray.get([_task(_nbytes).remote(b) for b in self.side]))
+            parts = max(int(ray.cluster_resources().get("CPU", 1)),
+                        math.ceil(size / S.GROUP_BYTES))
+        make = (lambda: ray.remote(StageActor).options(num_cpus=ACTOR_CPUS, **ACTOR_RETRIES)
+                .remote(call)) if actor else None
+        self.side = _shuffle_reduce(self.side, key, call, parts, make)
+
+    def resolve(self, call: S.StageCall, stage: Stage) -> None:
+        step = call.step
+        gathered = _concat_refs(self.side)
+        records = S.side_records(gathered)
+        self.driver_time(step, S.side_seconds(gathered))
+        orders = ray.put(S.referenced_orders(records, stage.refs))
+        # Only the rows named by side records travel to the driver: proportional to the
+        # rows in candidate pairs, not to the corpus.
+        rows = _concat_refs([_task(S.select).remote(b, orders, stage.columns, stage.prepare)
+                             for b in self.blocks])
+        # Only the operator's own work counts: gathering above waits on upstream Ray work,
+        # which would make ops.seconds (CPU time in the step) include other steps.
+        start = time.perf_counter()
+        decisions = call.fn()(records, rows)
+        self.driver_time(step, time.perf_counter() - start)
+        self.plan.metrics[step] = S.step_metrics(decisions)
+        self._attach(decisions.sort_by(C.ORDER))
+
+    def attach_side(self, step: int) -> None:
+        gathered = _concat_refs(self.side)
+        self.driver_time(step, S.side_seconds(gathered))
+        decisions = S.attachable(gathered)
+        if decisions is not None:
+            self._attach(decisions)
+
+    def _attach(self, decisions: pa.Table) -> None:
+        self.ds = self.ds.map_batches(S.attach, fn_kwargs={"decisions": decisions},
+                                      batch_format="pyarrow", **RETRIES)
+
+    def sample(self, columns: tuple[str, ...], n: int, seed: int) -> pa.Table:
+        self._materialize()
+        return S.merge_sample(_concat_refs(
+            [_task(S.sample_candidates).remote(b, columns, n, seed) for b in self.blocks]), n)
+
+    def share(self, value: Any) -> S.Value:
+        return SharedValue(value)
+
+    def driver_time(self, step: int, seconds: float) -> None:
+        self.plan.driver_seconds[step] += seconds
+
+
+def _apply(call: S.StageCall, block: pa.Table) -> pa.Table:
+    return call(block)
+
+
+def _nbytes(table: pa.Table) -> int:
+    return table.nbytes
