@@ -60,7 +60,7 @@ def main() -> None:
         for i in range(args.repeat + 1):
             loaded.recipe.output.path = f"{tmp}/out{i}"
             t = time.perf_counter()
-            run(loaded.recipe, loaded.operators, "benchmark")
+            run(loaded.recipe.run_spec("benchmark"), loaded.operators)
             walls.append(time.perf_counter() - t)
     ray.shutdown()
     first, warm = walls[0], statistics.median(walls[1:])

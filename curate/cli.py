@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-import yaml
 from rich.markup import escape
 from rich.table import Table
 
@@ -68,10 +67,9 @@ def run(recipe: Path, input_: InputOpt = None, output: OutputOpt = None,
     from pipelines.runner import run as run_recipe
 
     loaded = load(recipe, set_, path_overrides(input_, output))
-    resolved = yaml.safe_dump(loaded.raw, sort_keys=False)
     with _progress() as live:
         try:
-            result = run_recipe(loaded.recipe, loaded.operators, resolved, progress=live.update,
+            result = run_recipe(loaded.run_spec(), loaded.operators, progress=live.update,
                                 log=lambda message: err.print(escape(message)))
         except KeyboardInterrupt:
             live.stop()

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from operators import registry
 from operators.base import STRING, ColumnType, Context, Operator, Params, type_name
+from pipelines import spec as engine
 
 
 class Strict(BaseModel):
@@ -77,6 +78,24 @@ class Recipe(Strict):
         return Context(self.input.text_column, self.input.id_column, self.execution.seed,
                        actors=self.execution.concurrency or 1)
 
+    def run_spec(self, recipe_yaml: str) -> engine.RunSpec:
+        """What the engine runs (`pipelines.runner.run`): this validated recipe as plain
+        values; `recipe_yaml` is its resolved text (recorded, hashed, fingerprinted)."""
+        i, o, x = self.input, self.output, self.execution
+        return engine.RunSpec(
+            name=self.name,
+            input=engine.InputSpec(
+                path=i.path, format=i.format, text_column=i.text_column,
+                id_column=i.id_column, max_doc_bytes=i.max_doc_bytes, batch_rows=i.batch_rows),
+            output=engine.OutputSpec(path=o.path, rows_per_shard=o.rows_per_shard,
+                                     compression=o.compression),
+            execution=engine.ExecutionSpec(
+                address=x.address, seed=x.seed, concurrency=x.concurrency,
+                num_cpus=x.num_cpus, object_store_mb=x.object_store_mb),
+            steps=tuple(s.name or s.op for s in self.steps),
+            recipe_yaml=recipe_yaml,
+        )
+
 
 class RecipeError(ValueError):
     """A recipe that cannot run, with every problem found and where it is."""
@@ -93,6 +112,11 @@ class LoadedRecipe(BaseModel):
     recipe: Recipe
     operators: list[Operator]
     raw: dict[str, Any]
+
+    def run_spec(self) -> engine.RunSpec:
+        """The recipe's run spec, with the resolved text (overrides applied) `curate run`
+        records and fingerprints."""
+        return self.recipe.run_spec(yaml.safe_dump(self.raw, sort_keys=False))
 
 
 # ---- YAML with line numbers -------------------------------------------------------------

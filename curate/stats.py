@@ -22,14 +22,10 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-# View name -> file pattern under OUT/_curate/runs/RUN_ID/.
-TABLES = {
-    "runs": "runs.parquet",
-    "ops": "ops.parquet",
-    "signals": "signals/*.parquet",
-    "dropped": "dropped/*.parquet",
-}
-VIEWS = [*TABLES, *(f"all_{t}" for t in TABLES)]
+from pipelines import layout
+from pipelines.tables import STATS_TABLES
+
+VIEWS = [*STATS_TABLES, *(f"all_{t}" for t in STATS_TABLES)]
 _UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
           "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
 
@@ -54,14 +50,6 @@ class Limits:
         return int(float(m.group(1)) * _UNITS[unit])
 
 
-def _empty_schema(name: str) -> pa.Schema:
-    from pipelines.run_record import OPS_SCHEMA, RUNS_SCHEMA
-    from pipelines.writer import DROPPED_SCHEMA, SIGNALS_SCHEMA
-
-    return {"runs": RUNS_SCHEMA, "ops": OPS_SCHEMA, "signals": SIGNALS_SCHEMA,
-            "dropped": DROPPED_SCHEMA}[name]
-
-
 def latest_succeeded(run_dirs: list[Path]) -> list[Path]:
     """The run directory of the latest succeeded run (by `finished`) of each recipe name.
 
@@ -69,7 +57,7 @@ def latest_succeeded(run_dirs: list[Path]) -> list[Path]:
     """
     best: dict[str, tuple[object, str, Path]] = {}
     for d in run_dirs:
-        f = d / "runs.parquet"
+        f = layout.runs_file(d)
         if not f.is_file():
             continue
         try:
@@ -94,7 +82,7 @@ def _view_sql(name: str, files: list[str]) -> str:
         listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
         return f"CREATE VIEW {name} AS SELECT * FROM read_parquet([{listed}], union_by_name=true)"
     # No file yet: an empty view with the table's columns, so queries still bind.
-    types = duckdb.connect().from_arrow(_empty_schema(name.removeprefix("all_")).empty_table())
+    types = duckdb.connect().from_arrow(STATS_TABLES[name.removeprefix("all_")].empty_table())
     cols = ", ".join(f'CAST(NULL AS {t}) AS "{c}"' for c, t in zip(
         types.columns, types.types, strict=True))
     return f"CREATE VIEW {name} AS SELECT {cols} WHERE false"
@@ -106,7 +94,7 @@ def connect(out: str | Path, limits: Limits = Limits()) -> duckdb.DuckDBPyConnec
     DuckDB may open only the stats files the views read; every other path, the network
     and extensions are refused, and the configuration is locked before it is returned.
     """
-    runs = Path(out).resolve() / "_curate" / "runs"
+    runs = layout.runs_dir(Path(out).resolve())
     if not runs.is_dir():
         raise StatsError(f"{out} holds no curate runs (no {runs}); run a recipe into it first")
     limits.memory_bytes()  # a clear error for a malformed size before DuckDB's own
@@ -115,7 +103,7 @@ def connect(out: str | Path, limits: Limits = Limits()) -> duckdb.DuckDBPyConnec
     every = sorted(d for d in runs.iterdir() if d.is_dir())
     scopes = {"": latest_succeeded(every), "all_": every}
     views = {f"{prefix}{t}": _files(dirs, pattern)
-             for prefix, dirs in scopes.items() for t, pattern in TABLES.items()}
+             for prefix, dirs in scopes.items() for t, pattern in layout.RUN_TABLES.items()}
     try:
         con = duckdb.connect(":memory:", config={
             "memory_limit": limits.memory, "threads": limits.threads,

@@ -1,4 +1,7 @@
-"""The run's own tables: `runs` and `ops` Parquet under OUT/_curate/runs/RUN_ID/."""
+"""The run's own tables: `runs` and `ops` Parquet under OUT/_curate/runs/RUN_ID/.
+
+Their schemas are in `pipelines.tables`, their paths in `pipelines.layout`.
+"""
 
 from __future__ import annotations
 
@@ -9,20 +12,10 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from pipelines import layout
+from pipelines.spec import RunSpec
+from pipelines.tables import OPS_SCHEMA, RUNS_SCHEMA
 from pipelines.writer import atomic_write
-
-OPS_SCHEMA = pa.schema([
-    ("run_id", pa.string()), ("step", pa.int16()), ("op", pa.string()), ("name", pa.string()),
-    ("rows_in", pa.int64()), ("rows_out", pa.int64()), ("rows_dropped", pa.int64()),
-    ("seconds", pa.float64()), ("metrics", pa.string()),
-])
-RUNS_SCHEMA = pa.schema([
-    ("run_id", pa.string()), ("recipe", pa.string()), ("recipe_sha", pa.string()),
-    ("started", pa.timestamp("us", tz="UTC")), ("finished", pa.timestamp("us", tz="UTC")),
-    ("status", pa.string()), ("error", pa.string()), ("rows_in", pa.int64()),
-    ("rows_out", pa.int64()), ("seed", pa.int64()), ("input", pa.string()),
-    ("versions", pa.string()), ("resumed_from_step", pa.int16()),
-])
 
 
 def versions() -> str:
@@ -34,18 +27,18 @@ def versions() -> str:
 
 def write_ops(run_dir: Path, run_id: str, ops: list[dict]) -> None:
     rows = [{"run_id": run_id, **r} for r in ops]
-    atomic_write(pa.Table.from_pylist(rows, schema=OPS_SCHEMA), run_dir / "ops.parquet")
+    atomic_write(pa.Table.from_pylist(rows, schema=OPS_SCHEMA), layout.ops_file(run_dir))
 
 
-def write_run(run_dir: Path, *, run_id: str, recipe, recipe_yaml: str, started: datetime,
+def write_run(run_dir: Path, spec: RunSpec, *, run_id: str, started: datetime,
               finished: datetime, status: str, error: str | None, rows_in: int | None,
               rows_out: int | None, resumed_from: int = 0) -> None:
     row = {
-        "run_id": run_id, "recipe": recipe.name,
-        "recipe_sha": hashlib.sha256(recipe_yaml.encode()).hexdigest(),
+        "run_id": run_id, "recipe": spec.name,
+        "recipe_sha": hashlib.sha256(spec.recipe_yaml.encode()).hexdigest(),
         "started": started, "finished": finished, "status": status, "error": error,
-        "rows_in": rows_in, "rows_out": rows_out, "seed": recipe.execution.seed,
-        "input": recipe.input.path, "versions": versions(),
+        "rows_in": rows_in, "rows_out": rows_out, "seed": spec.execution.seed,
+        "input": spec.input.path, "versions": versions(),
         "resumed_from_step": resumed_from,
     }
-    atomic_write(pa.Table.from_pylist([row], schema=RUNS_SCHEMA), run_dir / "runs.parquet")
+    atomic_write(pa.Table.from_pylist([row], schema=RUNS_SCHEMA), layout.runs_file(run_dir))

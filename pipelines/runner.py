@@ -20,6 +20,7 @@ from pipelines.publish import finish_publish, publish
 from pipelines.ray_session import ray_session
 from pipelines.run_record import write_ops, write_run
 from pipelines.shards import discover
+from pipelines.spec import RunSpec
 from pipelines.writer import ShardWriter, StepInfo
 
 TRACEBACK_NOTE = "full traceback: "  # the note a failed run adds to its exception
@@ -39,18 +40,18 @@ def new_run_id() -> str:
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
 
 
-def run(recipe, operators: list[Operator], recipe_yaml: str,
-        progress: Progress | None = None, log: Callable[[str], None] | None = None) -> RunResult:
-    """Execute `recipe` (a validated `curate.recipe.Recipe`) and write output and stats.
+def run(spec: RunSpec, operators: list[Operator], progress: Progress | None = None,
+        log: Callable[[str], None] | None = None) -> RunResult:
+    """Execute `spec` with `operators` (one per `spec.steps`) and write output and stats.
 
     An unfinished earlier run of the same work into the same OUT is resumed from its
     newest checkpoint (`pipelines.checkpoints`); `log` hears what was skipped.
     """
-    inp, outp, ex = recipe.input, recipe.output, recipe.execution
+    inp, outp, ex, recipe_yaml = spec.input, spec.output, spec.execution, spec.recipe_yaml
     out = Path(outp.path).resolve()
     steps = [StepInfo(0, "input.read", "input")] + [
-        StepInfo(i, op.name, spec.name) for i, (op, spec) in
-        enumerate(zip(operators, recipe.steps, strict=True), start=1)
+        StepInfo(i, op.name, name) for i, (op, name) in
+        enumerate(zip(operators, spec.steps, strict=True), start=1)
     ]
     started = datetime.now(UTC)
     t0 = time.perf_counter()
@@ -70,7 +71,7 @@ def run(recipe, operators: list[Operator], recipe_yaml: str,
         if resume is None:
             resume = checkpoints.Resume(layout.runs_dir(out) / new_run_id())
             resume.run_dir.mkdir(parents=True)
-            (resume.run_dir / "fingerprint").write_text(print_)
+            layout.fingerprint_file(resume.run_dir).write_text(print_)
         elif log:
             done = ", ".join(s.name for s in steps[1:resume.step + 1]) or "none"
             log(f"resuming unfinished run {resume.run_dir.name}: completed steps skipped: "
@@ -79,7 +80,7 @@ def run(recipe, operators: list[Operator], recipe_yaml: str,
         # A killed run's partial output and its old error log.
         shutil.rmtree(layout.staging_dir(run_dir), ignore_errors=True)
         layout.error_log(run_dir).unlink(missing_ok=True)
-        (run_dir / "recipe.yaml").write_text(recipe_yaml, encoding="utf-8")
+        layout.recipe_file(run_dir).write_text(recipe_yaml, encoding="utf-8")
         status, error, ops = "failed", None, []
         try:
             with ray_session(ex.address, ex.num_cpus, ex.object_store_mb):
@@ -108,7 +109,7 @@ def run(recipe, operators: list[Operator], recipe_yaml: str,
             raise
         finally:
             try:
-                write_run(run_dir, run_id=run_id, recipe=recipe, recipe_yaml=recipe_yaml,
+                write_run(run_dir, spec, run_id=run_id,
                           started=started, finished=datetime.now(UTC), status=status,
                           error=error, rows_in=ops[0]["rows_in"] if ops else None,
                           rows_out=ops[-1]["rows_out"] if ops else None,

@@ -21,15 +21,7 @@ from pipelines import columns as C
 from pipelines import layout
 from pipelines.errors import AccountingError
 from pipelines.shards import Shard
-
-DROPPED_SCHEMA = pa.schema([
-    ("run_id", pa.string()), ("step", pa.int16()), ("op", pa.string()), ("name", pa.string()),
-    ("id", pa.string()), ("reason", pa.string()), ("detail", pa.string()),
-])
-SIGNALS_SCHEMA = pa.schema([
-    ("run_id", pa.string()), ("step", pa.int16()), ("op", pa.string()), ("name", pa.string()),
-    ("id", pa.string()), ("key", pa.string()), ("num", pa.float64()), ("text", pa.string()),
-])
+from pipelines.tables import DROPPED_SCHEMA, SIGNALS_SCHEMA
 
 
 @dataclass(frozen=True)
@@ -119,7 +111,7 @@ class ShardWriter:
             "reason": gone[C.REASON],
             "detail": gone[C.DETAIL],
         }, schema=DROPPED_SCHEMA)
-        atomic_write(table, self.run_dir / "dropped" / f"part-{shard.index:05d}.parquet")
+        atomic_write(table, layout.dropped_file(self.run_dir, shard.index))
 
     def _write_signals(self, shard: Shard, rows: pa.Table, ids: pa.Array) -> None:
         parts = []
@@ -144,7 +136,7 @@ class ShardWriter:
                 "text": pa.nulls(n, pa.string()) if is_num else values.filter(mask),
             }, schema=SIGNALS_SCHEMA))
         table = pa.concat_tables(parts) if parts else SIGNALS_SCHEMA.empty_table()
-        atomic_write(table, self.run_dir / "signals" / f"part-{shard.index:05d}.parquet")
+        atomic_write(table, layout.signals_file(self.run_dir, shard.index))
 
     def _lookup(self, step: np.ndarray, field: str) -> pa.Array:
         names = np.array([getattr(s, field) for s in self.steps], dtype=object)

@@ -27,7 +27,7 @@ def run_recipe(input_glob: str, out: Path, steps: str):
     text = (f"name: t\ninput: {{path: '{input_glob}'}}\n"
             f"output: {{path: '{out}', rows_per_shard: 7}}\nsteps:\n{steps}")
     loaded = parse_recipe(text)
-    return run(loaded.recipe, loaded.operators, text)
+    return run(loaded.recipe.run_spec(text), loaded.operators)
 
 
 @pytest.fixture(scope="module")

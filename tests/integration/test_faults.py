@@ -72,7 +72,7 @@ def test_killed_worker_loses_and_duplicates_nothing(ray_session, tmp_path):
 
     def once(out: str):
         loaded = parse_recipe(text.replace("OUT", out))
-        return run(loaded.recipe, [make_slow_op(loaded.operators[0].params)], text)
+        return run(loaded.recipe.run_spec(text), [make_slow_op(loaded.operators[0].params)])
 
     calm = once(str(tmp_path / "calm"))
     killed: list[int] = []

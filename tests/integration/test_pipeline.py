@@ -60,7 +60,7 @@ def run_recipe(input_glob: str, out: Path, steps: str = STEPS, operators=None):
     text = (f"name: t\ninput: {{path: '{input_glob}', max_doc_bytes: 1000}}\n"
             f"output: {{path: '{out}', rows_per_shard: 2}}\nsteps:\n{steps}")
     loaded = parse_recipe(text)
-    return run(loaded.recipe, operators or loaded.operators, text)
+    return run(loaded.recipe.run_spec(text), operators or loaded.operators)
 
 
 def test_every_row_is_output_or_dropped_with_a_reason(ray_session, messy_input, tmp_path):
@@ -128,7 +128,7 @@ def test_failed_run_leaves_previous_output_untouched(ray_session, messy_input, t
     loaded = parse_recipe(f"name: t\ninput: {{path: '{messy_input}/*'}}\n"
                           f"output: {{path: '{out}'}}\nsteps:\n  - op: text.normalize\n")
     with pytest.raises(Exception) as info:
-        run(loaded.recipe, [Explodes(loaded.operators[0].params)], "x")
+        run(loaded.recipe.run_spec("x"), [Explodes(loaded.operators[0].params)])
     assert "boom in the middle of the run" in str(root_cause(info.value))
     after = {p.name: p.read_bytes() for p in out.glob("part-*.parquet")}
     assert after == before
@@ -149,7 +149,7 @@ def test_operator_that_loses_rows_fails_the_run(ray_session, messy_input, tmp_pa
     loaded = parse_recipe(f"name: t\ninput: {{path: '{messy_input}/a.parquet'}}\n"
                           f"output: {{path: '{tmp_path}'}}\nsteps:\n  - op: text.normalize\n")
     with pytest.raises(Exception) as info:
-        run(loaded.recipe, [Loses(loaded.operators[0].params)], "x")
+        run(loaded.recipe.run_spec("x"), [Loses(loaded.operators[0].params)])
     assert "must return every input row" in str(root_cause(info.value))
 
 
@@ -159,7 +159,7 @@ def test_minhash_through_ray_matches_ground_truth(ray_session, tmp_path):
     text = (f"name: t\ninput: {{path: '{SAMPLES}/corpus/*.parquet'}}\n"
             f"output: {{path: '{tmp_path}'}}\nsteps:\n{steps}")
     loaded = parse_recipe(text)
-    result = run(loaded.recipe, loaded.operators, text)
+    result = run(loaded.recipe.run_spec(text), loaded.operators)
     gone = query(tmp_path, "SELECT id, detail FROM dropped WHERE reason = 'near_duplicate'")
     predicted = predicted_pairs(zip(gone["id"].to_pylist(), gone["detail"].to_pylist(),
                                     strict=True))

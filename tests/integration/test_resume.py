@@ -36,7 +36,7 @@ def test_killed_driver_resumes_to_identical_output(ray_session, tmp_path):
     reference = tmp_path / "reference.yaml"
     reference.write_text(RECIPE.format(input=corpus, out=tmp_path / "ref"))
     loaded = load_recipe(reference)
-    run(loaded.recipe, loaded.operators, "reference")
+    run(loaded.recipe.run_spec("reference"), loaded.operators)
 
     out = tmp_path / "out"
     recipe = tmp_path / "recipe.yaml"

@@ -10,8 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from curate.stats import Limits, StatsError, query
-from pipelines.run_record import OPS_SCHEMA, RUNS_SCHEMA
-from pipelines.writer import DROPPED_SCHEMA, SIGNALS_SCHEMA
+from pipelines.tables import DROPPED_SCHEMA, OPS_SCHEMA, RUNS_SCHEMA, SIGNALS_SCHEMA
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 

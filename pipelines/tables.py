@@ -1,0 +1,50 @@
+"""The stats tables' schemas: the one module that defines them.
+
+Every run writes these under its run folder (file names: `pipelines.layout.RUN_TABLES`);
+`curate stats` exposes each as a view of the same name (see docs/stats.md).
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+RUNS_SCHEMA = pa.schema([
+    ("run_id", pa.string()), ("recipe", pa.string()), ("recipe_sha", pa.string()),
+    ("started", pa.timestamp("us", tz="UTC")), ("finished", pa.timestamp("us", tz="UTC")),
+    ("status", pa.string()), ("error", pa.string()), ("rows_in", pa.int64()),
+    ("rows_out", pa.int64()), ("seed", pa.int64()), ("input", pa.string()),
+    ("versions", pa.string()), ("resumed_from_step", pa.int16()),
+])
+"""runs: one row per run: its recipe (name and SHA-256 of the resolved text), when it
+started and finished, status (succeeded/failed) and one-line error, rows in and out,
+seed, input glob, package versions, and the checkpointed step it resumed after."""
+
+OPS_SCHEMA = pa.schema([
+    ("run_id", pa.string()), ("step", pa.int16()), ("op", pa.string()), ("name", pa.string()),
+    ("rows_in", pa.int64()), ("rows_out", pa.int64()), ("rows_dropped", pa.int64()),
+    ("seconds", pa.float64()), ("metrics", pa.string()),
+])
+"""ops: one row per step of a succeeded run (step 0 is `input.read`): the funnel of rows
+in, out and dropped, CPU seconds, and the step's metrics as JSON."""
+
+DROPPED_SCHEMA = pa.schema([
+    ("run_id", pa.string()), ("step", pa.int16()), ("op", pa.string()), ("name", pa.string()),
+    ("id", pa.string()), ("reason", pa.string()), ("detail", pa.string()),
+])
+"""dropped: one row per dropped (or quarantined) input row: the step that dropped it, the
+row's id, a reason code and a free-text detail."""
+
+SIGNALS_SCHEMA = pa.schema([
+    ("run_id", pa.string()), ("step", pa.int16()), ("op", pa.string()), ("name", pa.string()),
+    ("id", pa.string()), ("key", pa.string()), ("num", pa.float64()), ("text", pa.string()),
+])
+"""signals: one row per (row, signal) a step computed: the signal's key and its value, in
+`num` for a number or `text` otherwise (the other is null)."""
+
+STATS_TABLES: dict[str, pa.Schema] = {
+    "runs": RUNS_SCHEMA,
+    "ops": OPS_SCHEMA,
+    "signals": SIGNALS_SCHEMA,
+    "dropped": DROPPED_SCHEMA,
+}
+"""View name -> schema of every stats table."""
