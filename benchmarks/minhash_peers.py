@@ -11,11 +11,14 @@ Every tool runs as its own process tree, one at a time, measured by
 benchmarks/peers/measure.py (wall, CPU seconds and peak RSS/PSS of the whole tree).
 Tools (threshold 0.8, 128 permutations, word 5-grams wherever the tool lets us say so):
 
-  ours-cli        `curate run` of a recipe with only dedup.minhash (embedded Ray, 2 CPUs)
+  ours-cli        `curate run` of a recipe with only dedup.minhash (engine auto: in process
+                  up to 50,000 rows, else embedded Ray with 2 CPUs)
+  ours-cli-ray    the same with `execution.engine=ray`
   ours-inprocess  the same operator through pipelines.inprocess.run_operators (no Ray)
   ours-signatures only `minhash_signatures.text_signatures` over all texts (signature stage)
   datasketch      benchmarks/peers/datasketch_dedup.py (MinHash.update_batch + MinHashLSH)
   rensa           benchmarks/peers/rensa_dedup.py (RMinHash + RMinHashLSH, estimate check)
+  rensa-exact     the same, candidates checked by exact Jaccard of the shingle sets
   text-dedup      `python -m text_dedup.minhash` in /tmp/peers/textdedup (num_proc 2)
   datatrove       benchmarks/peers/datatrove_dedup.py in /tmp/peers/datatrove-mh (2 workers)
   data-juicer     `dj-process` with document_minhash_deduplicator, JSONL input (np 2)
@@ -66,8 +69,8 @@ PEERS = Path("/tmp/peers")
 TEXTDEDUP_PY = PEERS / "textdedup" / "bin" / "python"
 DATATROVE_PY = PEERS / "datatrove-mh" / "bin" / "python"
 DJ_PROCESS = PEERS / "datajuicer" / "bin" / "dj-process"
-ALL_TOOLS = ["ours-cli", "ours-inprocess", "ours-signatures", "datasketch", "rensa",
-             "text-dedup", "datatrove", "data-juicer"]
+ALL_TOOLS = ["ours-cli", "ours-cli-ray", "ours-inprocess", "ours-signatures", "datasketch",
+             "rensa", "rensa-exact", "text-dedup", "datatrove", "data-juicer"]
 THRESHOLD = 0.8
 
 RECIPE = """name: minhash-only
@@ -249,12 +252,19 @@ def tool_datajuicer(c: Corpus, w: Path):
     return [str(DJ_PROCESS), "--config", str(cfg)], env, 2, parse
 
 
+def tool_ours_cli_ray(c: Corpus, w: Path):
+    cmd, env, cores, parse = tool_ours_cli(c, w)
+    return [*cmd, "--set", "execution.engine=ray"], env, cores, parse
+
+
 TOOLS = {
     "ours-cli": tool_ours_cli,
+    "ours-cli-ray": tool_ours_cli_ray,
     "ours-inprocess": _driver("ours_inprocess.py", PY, [], 1),
     "ours-signatures": _driver("ours_inprocess.py", PY, ["--signatures-only"], 1),
     "datasketch": _driver("datasketch_dedup.py", PY, [], 1),
     "rensa": _driver("rensa_dedup.py", PY, [], 1),
+    "rensa-exact": _driver("rensa_dedup.py", PY, ["--exact"], 1),
     "text-dedup": tool_textdedup,
     "datatrove": _driver("datatrove_dedup.py", str(DATATROVE_PY), [], 2),
     "data-juicer": tool_datajuicer,

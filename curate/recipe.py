@@ -52,6 +52,17 @@ class ExecutionSpec(Strict):
     )
     num_cpus: int | None = Field(None, ge=1, description="CPUs for an embedded Ray (default: all)")
     object_store_mb: int = Field(1024, ge=128, description="object store size for embedded Ray")
+    engine: Literal["auto", "ray", "inprocess"] = Field(
+        "auto", description="where steps run: ray, inprocess (this process, no Ray), or auto: "
+        "in process for a local run of at most inprocess_max_rows input rows, else Ray")
+    inprocess_max_rows: int = Field(
+        50_000, ge=0, description="largest input (rows) that engine auto runs in process")
+
+    @model_validator(mode="after")
+    def _local_only(self) -> ExecutionSpec:
+        if self.engine == "inprocess" and self.address != "local":
+            raise ValueError("engine 'inprocess' runs in this process: it needs address 'local'")
+        return self
 
 
 class StepSpec(Strict):
@@ -91,7 +102,8 @@ class Recipe(Strict):
                                      compression=o.compression),
             execution=engine.ExecutionSpec(
                 address=x.address, seed=x.seed, concurrency=x.concurrency,
-                num_cpus=x.num_cpus, object_store_mb=x.object_store_mb),
+                num_cpus=x.num_cpus, object_store_mb=x.object_store_mb, engine=x.engine,
+                inprocess_max_rows=x.inprocess_max_rows),
             steps=tuple(s.name or s.op for s in self.steps),
             recipe_yaml=recipe_yaml,
         )

@@ -97,6 +97,11 @@ def fingerprint_file(run_dir: Path) -> Path:
     return run_dir / "fingerprint"
 
 
+def fitted_dir(run_dir: Path) -> Path:
+    """Values fitted by `fit` stages (e.g. k-means centroids), reused on resume."""
+    return run_dir / "fitted"
+
+
 def error_log(run_dir: Path) -> Path:
     """The full traceback of a failed run (the CLI and `runs.error` show one line)."""
     return run_dir / "error.log"

@@ -24,7 +24,7 @@ import ray
 import ray.data
 
 from operators.base import GlobalOperator, MapOperator, Operator, Stage
-from pipelines import checkpoints, unique_ids
+from pipelines import checkpoints, layout, unique_ids
 from pipelines import columns as C
 from pipelines import stages as S
 from pipelines.reader import read_shard
@@ -191,7 +191,7 @@ def build(shards: list[Shard], operators: list[Operator], writer: ShardWriter, *
         if isinstance(op, MapOperator):
             ds = plan.map_op(ds, op, step)
         elif isinstance(op, GlobalOperator):
-            ds = plan.global_op(ds, op, step, S.FitStore(resume.run_dir / "fitted"))
+            ds = plan.global_op(ds, op, step, S.FitStore(layout.fitted_dir(resume.run_dir)))
             # After the last step only the write remains: re-running it costs less than
             # writing and re-reading a checkpoint of every row.
             if has_rows and step < last:

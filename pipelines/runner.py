@@ -2,25 +2,27 @@
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import shutil
+import sys
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from operators.base import Operator
-from pipelines import checkpoints, layout, plan, preflight
+from pipelines import checkpoints, layout, preflight
 from pipelines.accounting import funnel
 from pipelines.errors import one_line, root_cause
 from pipelines.lock import output_lock
 from pipelines.publish import finish_publish, publish
-from pipelines.ray_session import ray_session
 from pipelines.run_record import write_ops, write_run
 from pipelines.shards import discover
-from pipelines.spec import RunSpec
+from pipelines.spec import ExecutionSpec, RunSpec
+from pipelines.stages import FitStore
 from pipelines.writer import ShardWriter, StepInfo
 
 TRACEBACK_NOTE = "full traceback: "  # the note a failed run adds to its exception
@@ -64,6 +66,10 @@ def run(spec: RunSpec, operators: list[Operator], progress: Progress | None = No
     if log and not any(s.rows for s in shards):
         log(f"warning: the {len(shards)} input file(s) matching '{inp.path}' hold no rows; "
             "the output will be empty")
+    engine = choose_engine(ex, shards)
+    if log and engine == "inprocess" and ex.engine == "auto":
+        log(f"running in this process ({sum(s.rows for s in shards):,} rows <= "
+            f"execution.inprocess_max_rows={ex.inprocess_max_rows:,}; engine: ray forces Ray)")
     with output_lock(out):
         finish_publish(out)
         print_ = checkpoints.fingerprint(recipe_yaml, shards)
@@ -72,6 +78,11 @@ def run(spec: RunSpec, operators: list[Operator], progress: Progress | None = No
             resume = checkpoints.Resume(layout.runs_dir(out) / new_run_id())
             resume.run_dir.mkdir(parents=True)
             layout.fingerprint_file(resume.run_dir).write_text(print_)
+        elif engine == "inprocess":
+            resume = checkpoints.Resume(resume.run_dir)  # small: redone, not resumed
+            if log:
+                log(f"redoing unfinished run {resume.run_dir.name} from the start "
+                    "(in-process runs keep no checkpoints)")
         elif log:
             done = ", ".join(s.name for s in steps[1:resume.step + 1]) or "none"
             log(f"resuming unfinished run {resume.run_dir.name}: completed steps skipped: "
@@ -83,13 +94,10 @@ def run(spec: RunSpec, operators: list[Operator], progress: Progress | None = No
         layout.recipe_file(run_dir).write_text(recipe_yaml, encoding="utf-8")
         status, error, ops = "failed", None, []
         try:
-            with ray_session(ex.address, ex.num_cpus, ex.object_store_mb):
-                writer = ShardWriter(shards, steps, run_id, str(run_dir), inp.id_column,
-                                     outp.rows_per_shard, outp.compression)
-                written, built = plan.build(
-                    shards, operators, writer, text_column=inp.text_column,
-                    id_column=inp.id_column, max_doc_bytes=inp.max_doc_bytes,
-                    batch_rows=inp.batch_rows, concurrency=ex.concurrency, resume=resume)
+            writer = ShardWriter(shards, steps, run_id, str(run_dir), inp.id_column,
+                                 outp.rows_per_shard, outp.compression)
+            with _executor(engine, ex) as build:
+                written, built = build(shards, operators, writer, inp, ex, resume)
                 summaries = []
                 for batch in written:
                     summaries.extend(batch.to_pylist())
@@ -121,6 +129,40 @@ def run(spec: RunSpec, operators: list[Operator], progress: Progress | None = No
                 # being raised is what the user must see.
     return RunResult(run_id, out, ops, time.perf_counter() - t0, resume.step)
 
+
+
+def choose_engine(ex: ExecutionSpec, shards: list) -> str:
+    """`ray` or `inprocess`. `auto` runs in this process when the run is local, its input
+    holds at most `inprocess_max_rows` rows and this process is not already running Ray
+    (then it is used): starting Ray costs ~5 s, more than a small input's work."""
+    if ex.engine != "auto":
+        return ex.engine
+    ray = sys.modules.get("ray")
+    if ex.address != "local" or (ray is not None and ray.is_initialized()):
+        return "ray"
+    return "inprocess" if sum(s.rows for s in shards) <= ex.inprocess_max_rows else "ray"
+
+
+@contextlib.contextmanager
+def _executor(engine: str, ex: ExecutionSpec) -> Iterator[Callable]:
+    """A `build(shards, operators, writer, inp, ex, resume)` for the engine; Ray (and its
+    import, ~2 s) only when the engine is Ray."""
+    if engine == "inprocess":
+        from pipelines import inprocess
+
+        yield lambda shards, ops, writer, inp, ex, resume: inprocess.build(
+            shards, ops, writer, text_column=inp.text_column, id_column=inp.id_column,
+            max_doc_bytes=inp.max_doc_bytes, batch_rows=inp.batch_rows,
+            store=FitStore(layout.fitted_dir(resume.run_dir)))
+        return
+    from pipelines import plan
+    from pipelines.ray_session import ray_session
+
+    with ray_session(ex.address, ex.num_cpus, ex.object_store_mb):
+        yield lambda shards, ops, writer, inp, ex, resume: plan.build(
+            shards, ops, writer, text_column=inp.text_column, id_column=inp.id_column,
+            max_doc_bytes=inp.max_doc_bytes, batch_rows=inp.batch_rows,
+            concurrency=ex.concurrency, resume=resume)
 
 
 def _record_failure(run_dir: Path, exc: BaseException) -> None:

@@ -13,6 +13,7 @@ from typing import Literal
 
 InputFormat = Literal["auto", "parquet", "jsonl"]
 Compression = Literal["zstd", "snappy", "gzip", "none"]
+Engine = Literal["auto", "ray", "inprocess"]
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,8 @@ class ExecutionSpec:
     concurrency: int | None    # parallel tasks/actors per step (None: Ray decides)
     num_cpus: int | None       # CPUs for an embedded Ray (None: all)
     object_store_mb: int       # object store size for an embedded Ray
+    engine: Engine             # ray, inprocess, or auto (see `pipelines.runner.choose_engine`)
+    inprocess_max_rows: int    # largest input that engine auto runs in process
 
 
 @dataclass(frozen=True)

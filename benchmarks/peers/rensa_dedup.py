@@ -1,11 +1,13 @@
 """rensa 0.5 RMinHash + RMinHashLSH near-dup removal.
 
-    python benchmarks/peers/rensa_dedup.py 'DIR/*.parquet' OUT [--threshold 0.8] [--no-verify]
+    python benchmarks/peers/rensa_dedup.py 'DIR/*.parquet' OUT [--threshold 0.8]
+        [--no-verify | --exact]
 
 Shingles as for datasketch (`\\w+` tokens, word 5-grams, as `str`); `RMinHash(128, seed=42)`
 `.update(shingles)` per document; `RMinHashLSH(threshold, 128, num_bands=16)`; every
 document queried; a candidate counts when the signature estimate `m.jaccard(other)` is
->= threshold (rensa's README deduplication recipe; `--no-verify`: every LSH candidate);
+>= threshold (rensa's README deduplication recipe; `--no-verify`: every LSH candidate;
+`--exact`: the exact Jaccard of the two shingle sets, as dedup.minhash verifies);
 union-find; the first row of each component is kept. One process, one core.
 """
 
@@ -29,17 +31,21 @@ def main() -> None:
     pattern, out = sys.argv[1], Path(sys.argv[2])
     threshold = option("--threshold", 0.8)
     verify = "--no-verify" not in sys.argv
+    exact = "--exact" in sys.argv
     from rensa import RMinHash, RMinHashLSH
 
     t = Timer()
     with t.stage("read"):
         ids, texts = read_corpus(pattern)
     with t.stage("signatures"):
-        sigs = []
+        sigs, sets = [], []
         for text in texts:
             m = RMinHash(num_perm=128, seed=42)
-            m.update(shingles(text))
+            grams = shingles(text)
+            m.update(grams)
             sigs.append(m)
+            if exact:
+                sets.append(set(grams))
     with t.stage("lsh_insert"):
         lsh = RMinHashLSH(threshold=threshold, num_perm=128, num_bands=16)
         for i, m in enumerate(sigs):
@@ -52,13 +58,18 @@ def main() -> None:
                 if j <= i:
                     continue
                 candidates += 1
-                if not verify or m.jaccard(sigs[j]) >= threshold:
+                if exact:
+                    a, b = sets[i], sets[j]
+                    same = len(a & b) / max(len(a | b), 1) >= threshold
+                else:
+                    same = not verify or m.jaccard(sigs[j]) >= threshold
+                if same:
                     kept_edges += 1
                     uf.union(i, j)
     with t.stage("write"):
         removed = write_dups(out, ids, uf)
     t.write(out, docs=len(ids), removed=removed, candidate_pairs=candidates,
-            verified_pairs=kept_edges, verify=verify)
+            verified_pairs=kept_edges, verify="exact" if exact else verify)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ RECIPE = """\
 name: resume
 input: {{path: '{input}'}}
 output: {{path: '{out}', rows_per_shard: 1000}}
-execution: {{num_cpus: 2}}
+execution: {{num_cpus: 2, engine: ray}}
 steps:
   - op: text.normalize
   - op: dedup.exact

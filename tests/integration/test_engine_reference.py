@@ -1,0 +1,93 @@
+"""The in-process executor is a full reference: for every registered operator, a run in
+this process writes the same output shards (byte for byte) and the same dropped and
+signals rows as the same run through Ray."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+
+from curate.recipe import parse_recipe
+from curate.train_quality import train_quality
+from operators import registry
+from pipelines.runner import run
+from tests.conftest import SAMPLES
+
+pytestmark = [pytest.mark.ray,
+              pytest.mark.skipif(not SAMPLES.exists(), reason="shared sample corpus absent")]
+
+# Params each operator needs to run (or to exercise its global stages); rows of input.
+CASES = {
+    "quality.classifier": ({"top_fraction": 0.7}, 600),
+    "embed": ({"batch_size": 16}, 60),
+    "dedup.minhash": ({"threshold": 0.7}, 600),
+}
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    """Two shards cut from the sample corpus, with exact copies planted across them."""
+    root = tmp_path_factory.mktemp("reference")
+    corpus = pa.concat_tables([pq.read_table(p) for p in sorted((SAMPLES / "corpus")
+                                                                   .glob("*.parquet"))])
+    corpus = corpus.select(["id", "text"])
+    for n in (600, 60):
+        part = corpus.slice(0, n)
+        copies = part.slice(0, n // 10).set_column(
+            0, "id", pc.binary_join_element_wise(part["id"].slice(0, n // 10), "copy", "-"))
+        folder = root / str(n)
+        folder.mkdir()
+        pq.write_table(part.slice(0, n // 2), folder / "a.parquet")
+        pq.write_table(pa.concat_tables([part.slice(n // 2), copies]), folder / "b.parquet")
+    return root
+
+
+@pytest.fixture(scope="module")
+def quality_model(tmp_path_factory):
+    root = tmp_path_factory.mktemp("qmodel")
+    table = pq.read_table(SAMPLES / "quality.parquet")
+    pq.write_table(table.filter(pc.equal(table["label"], "ham")), root / "pos.parquet")
+    pq.write_table(table.filter(pc.equal(table["label"], "spam")), root / "neg.parquet")
+    train_quality(str(root / "pos.parquet"), str(root / "neg.parquet"), str(root / "m"),
+                  n_features=2**16)
+    return root / "m"
+
+
+def _outputs(out):
+    files = {p.name: p.read_bytes() for p in sorted(out.glob("part-*.parquet"))}
+    for kind in ("dropped", "signals"):
+        for p in sorted(out.glob(f"_curate/runs/*/{kind}/*.parquet")):
+            files[f"{kind}/{p.name}"] = pq.read_table(p).drop_columns(["run_id"]).to_pydict()
+    return files
+
+
+def _run(name, params, input_glob, out, engine):
+    import yaml
+
+    recipe = {"name": "reference", "input": {"path": input_glob},
+              "output": {"path": str(out), "rows_per_shard": 200},
+              "execution": {"engine": engine, "concurrency": 1},
+              "steps": [{"op": "text.normalize"},
+                        {"op": name, "name": "under-test", "params": params}]}
+    loaded = parse_recipe(yaml.safe_dump(recipe))
+    return run(loaded.run_spec(), loaded.operators)
+
+
+@pytest.mark.parametrize("name", sorted(registry.catalogue()))
+def test_in_process_run_equals_the_ray_run(ray_session, inputs, quality_model, tmp_path, name):
+    params, rows = CASES.get(name, ({}, 600))
+    if name == "quality.classifier":
+        params = {**params, "model": str(quality_model)}
+    glob = str(inputs / str(rows) / "*.parquet")
+    on_ray = _run(name, params, glob, tmp_path / "ray", "ray")
+    local = _run(name, params, glob, tmp_path / "local", "inprocess")
+    got, want = _outputs(tmp_path / "local"), _outputs(tmp_path / "ray")
+    assert any(k.startswith("part-") for k in want)
+    assert got.keys() == want.keys()
+    for key in want:
+        assert got[key] == want[key], f"{name}: {key} differs"
+    strip = [{k: v for k, v in r.items() if k not in ("run_id", "seconds")} for r in on_ray.ops]
+    assert strip == [{k: v for k, v in r.items() if k not in ("run_id", "seconds")}
+                     for r in local.ops]
