@@ -12,7 +12,7 @@ benchmarks/peers/measure.py (wall, CPU seconds and peak RSS/PSS of the whole tre
 Tools (threshold 0.8, 128 permutations, word 5-grams wherever the tool lets us say so):
 
   ours-cli        `curate run` of a recipe with only dedup.minhash (engine auto: in process
-                  up to 50,000 rows, else embedded Ray with 2 CPUs)
+                  up to 100,000 rows, else embedded Ray with 2 CPUs)
   ours-cli-ray    the same with `execution.engine=ray`
   ours-inprocess  the same operator through pipelines.inprocess.run_operators (no Ray)
   ours-signatures only `minhash_signatures.text_signatures` over all texts (signature stage)

@@ -56,7 +56,7 @@ class ExecutionSpec(Strict):
         "auto", description="where steps run: ray, inprocess (this process, no Ray), or auto: "
         "in process for a local run of at most inprocess_max_rows input rows, else Ray")
     inprocess_max_rows: int = Field(
-        50_000, ge=0, description="largest input (rows) that engine auto runs in process")
+        100_000, ge=0, description="largest input (rows) that engine auto runs in process")
 
     @model_validator(mode="after")
     def _local_only(self) -> ExecutionSpec:

@@ -53,3 +53,24 @@ def recipe_text(input_glob: str, out: str, steps: str = "", extra: str = "") -> 
     return (f"name: test\ninput: {{path: '{input_glob}'{extra}}}\n"
             f"output: {{path: '{out}', rows_per_shard: 3}}\n"
             f"steps:\n{steps or '  []'}\n")
+
+
+def run_outputs(out: Path) -> dict:
+    """What a run into `out` produced, comparable across runs: the published shards as
+    bytes, and each run's dropped and signals rows without their run id."""
+    files: dict = {p.name: p.read_bytes() for p in sorted(out.glob("part-*.parquet"))}
+    for kind in ("dropped", "signals"):
+        for p in sorted(out.glob(f"_curate/runs/*/{kind}/*.parquet")):
+            files[f"{kind}/{p.name}"] = pq.read_table(p).drop_columns(["run_id"]).to_pydict()
+    return files
+
+
+def write_quality_split(root: Path) -> Path:
+    """The sample quality set as pos.parquet (ham), neg.parquet (spam) and all.parquet."""
+    import pyarrow.compute as pc
+
+    table = pq.read_table(SAMPLES / "quality.parquet")
+    pq.write_table(table.filter(pc.equal(table["label"], "ham")), root / "pos.parquet")
+    pq.write_table(table.filter(pc.equal(table["label"], "spam")), root / "neg.parquet")
+    pq.write_table(table.select(["id", "text", "label"]), root / "all.parquet")
+    return root

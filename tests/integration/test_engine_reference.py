@@ -13,7 +13,7 @@ from curate.recipe import parse_recipe
 from curate.train_quality import train_quality
 from operators import registry
 from pipelines.runner import run
-from tests.conftest import SAMPLES
+from tests.conftest import SAMPLES, run_outputs, write_quality_split
 
 pytestmark = [pytest.mark.ray,
               pytest.mark.skipif(not SAMPLES.exists(), reason="shared sample corpus absent")]
@@ -46,21 +46,10 @@ def inputs(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def quality_model(tmp_path_factory):
-    root = tmp_path_factory.mktemp("qmodel")
-    table = pq.read_table(SAMPLES / "quality.parquet")
-    pq.write_table(table.filter(pc.equal(table["label"], "ham")), root / "pos.parquet")
-    pq.write_table(table.filter(pc.equal(table["label"], "spam")), root / "neg.parquet")
+    root = write_quality_split(tmp_path_factory.mktemp("qmodel"))
     train_quality(str(root / "pos.parquet"), str(root / "neg.parquet"), str(root / "m"),
                   n_features=2**16)
     return root / "m"
-
-
-def _outputs(out):
-    files = {p.name: p.read_bytes() for p in sorted(out.glob("part-*.parquet"))}
-    for kind in ("dropped", "signals"):
-        for p in sorted(out.glob(f"_curate/runs/*/{kind}/*.parquet")):
-            files[f"{kind}/{p.name}"] = pq.read_table(p).drop_columns(["run_id"]).to_pydict()
-    return files
 
 
 def _run(name, params, input_glob, out, engine):
@@ -83,7 +72,7 @@ def test_in_process_run_equals_the_ray_run(ray_session, inputs, quality_model, t
     glob = str(inputs / str(rows) / "*.parquet")
     on_ray = _run(name, params, glob, tmp_path / "ray", "ray")
     local = _run(name, params, glob, tmp_path / "local", "inprocess")
-    got, want = _outputs(tmp_path / "local"), _outputs(tmp_path / "ray")
+    got, want = run_outputs(tmp_path / "local"), run_outputs(tmp_path / "ray")
     assert any(k.startswith("part-") for k in want)
     assert got.keys() == want.keys()
     for key in want:

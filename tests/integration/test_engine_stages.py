@@ -11,7 +11,7 @@ from curate.recipe import parse_recipe
 from pipelines import inprocess
 from pipelines.runner import run
 from pipelines.stages import FitStore, merge_sample, sample_candidates
-from tests.conftest import SAMPLES
+from tests.conftest import SAMPLES, run_outputs
 from tests.toy_operators import ToyClusters, ToyParams
 
 pytestmark = pytest.mark.skipif(not SAMPLES.exists(), reason="shared sample corpus not present")
@@ -26,15 +26,6 @@ def _recipe(out, engine):
                         "  - op: filter.length\n    name: toy\n")
 
 
-def _files(out):
-    """Published shards as bytes; each run's dropped and signals rows (less run_id)."""
-    files = {p.name: p.read_bytes() for p in sorted(out.glob("part-*.parquet"))}
-    for kind in ("dropped", "signals"):
-        for p in sorted(out.glob(f"_curate/runs/*/{kind}/*.parquet")):
-            files[f"{kind}/{p.name}"] = pq.read_table(p).drop_columns(["run_id"]).to_pydict()
-    return files
-
-
 def _run(out, engine):
     loaded = _recipe(out, engine)
     toy = ToyClusters(ToyParams(k=4, sample=300, per_group=3), loaded.recipe.context())
@@ -45,7 +36,7 @@ def _run(out, engine):
 def test_toy_operator_is_identical_in_process_and_on_ray(ray_session, tmp_path):
     ray_run = _run(tmp_path / "ray", "ray")
     _run(tmp_path / "local", "inprocess")
-    on_ray, local = _files(tmp_path / "ray"), _files(tmp_path / "local")
+    on_ray, local = run_outputs(tmp_path / "ray"), run_outputs(tmp_path / "local")
     assert any(k.startswith("part-") for k in local) and "signals/part-00000.parquet" in local
     assert on_ray == local
     dropped = ray_run.ops[-1]["rows_dropped"]

@@ -26,9 +26,9 @@ def _shards(*rows):
 def test_auto_runs_small_local_inputs_in_process_and_the_rest_on_ray(monkeypatch):
     monkeypatch.delitem(sys.modules, "ray", raising=False)  # as in a fresh `curate run`
     ex = _spec()
-    assert ex.engine == "auto" and ex.inprocess_max_rows == 50_000
-    assert choose_engine(ex, _shards(20_000, 30_000)) == "inprocess"
-    assert choose_engine(ex, _shards(20_000, 30_001)) == "ray"
+    assert ex.engine == "auto" and ex.inprocess_max_rows == 100_000
+    assert choose_engine(ex, _shards(40_000, 60_000)) == "inprocess"
+    assert choose_engine(ex, _shards(40_000, 60_001)) == "ray"
     assert choose_engine(replace(ex, inprocess_max_rows=0), _shards(1)) == "ray"
     assert choose_engine(_spec(address="'ray://head:10001'"), _shards(10)) == "ray"
 

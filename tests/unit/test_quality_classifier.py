@@ -18,18 +18,13 @@ from pipelines import columns as C
 from pipelines.inprocess import run_operators
 from pipelines.reader import read_shard
 from pipelines.shards import discover
-from tests.conftest import SAMPLES
+from tests.conftest import write_quality_split
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     """The sample quality set (YouTube ham = positive, spam = negative) as two files."""
-    root = tmp_path_factory.mktemp("quality")
-    table = pq.read_table(SAMPLES / "quality.parquet")
-    pq.write_table(table.filter(pc.equal(table["label"], "ham")), root / "pos.parquet")
-    pq.write_table(table.filter(pc.equal(table["label"], "spam")), root / "neg.parquet")
-    pq.write_table(table.select(["id", "text", "label"]), root / "all.parquet")
-    return root
+    return write_quality_split(tmp_path_factory.mktemp("quality"))
 
 
 @pytest.fixture(scope="module")

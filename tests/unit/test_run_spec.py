@@ -39,7 +39,7 @@ def test_recipe_converts_to_run_spec_with_defaults_filled():
         output=OutputSpec(path="out", rows_per_shard=100_000, compression="snappy"),
         execution=ExecutionSpec(address="local", seed=7, concurrency=3, num_cpus=None,
                                 object_store_mb=1024, engine="auto",
-                                inprocess_max_rows=50_000),
+                                inprocess_max_rows=100_000),
         steps=("text.normalize", "exact"),
         recipe_yaml="resolved: text",
     )
