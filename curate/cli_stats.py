@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from curate.cli_app import app, fail, out_console
+from pipelines import layout
 
 
 class Format(StrEnum):
@@ -82,7 +83,7 @@ def stats(
 
 def _check_target(to: Path, out: Path, overwrite: bool) -> None:
     """Refuse a --to that would clobber a file or write into curate's own folder."""
-    target, own = to.resolve(), (out / "_curate").resolve()
+    target, own = to.resolve(), layout.curate_dir(out).resolve()
     if target == own or own in target.parents:
         fail(f"--to {to} is inside {out}/_curate, which only curate writes", code=2)
     if target.is_dir():

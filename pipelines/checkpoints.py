@@ -17,6 +17,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipelines import layout
 from pipelines.shards import Shard
 
 
@@ -38,7 +39,7 @@ class Resume:
 
 
 def step_dir(run_dir: Path, step: int) -> Path:
-    return run_dir / "checkpoints" / f"step-{step:03d}"
+    return layout.checkpoints_dir(run_dir) / f"step-{step:03d}"
 
 
 def find_unfinished(runs_root: Path, print_: str) -> Resume | None:
@@ -46,13 +47,13 @@ def find_unfinished(runs_root: Path, print_: str) -> Resume | None:
     if not runs_root.is_dir():
         return None
     for run_dir in sorted(runs_root.iterdir(), reverse=True):
-        marker = run_dir / "fingerprint"
+        marker = layout.fingerprint_file(run_dir)
         if not marker.is_file() or marker.read_text().strip() != print_:
             continue
         if _succeeded(run_dir):
             return None  # the newest matching run finished: a rerun starts afresh
         resume = Resume(run_dir)
-        done = sorted((run_dir / "checkpoints").glob("step-[0-9][0-9][0-9]"))
+        done = sorted(layout.checkpoints_dir(run_dir).glob("step-[0-9][0-9][0-9]"))
         if done:
             meta = json.loads((done[-1] / "meta.json").read_text())
             resume.step = int(done[-1].name.split("-")[1])
@@ -65,7 +66,7 @@ def find_unfinished(runs_root: Path, print_: str) -> Resume | None:
 def _succeeded(run_dir: Path) -> bool:
     import pyarrow.parquet as pq
 
-    path = run_dir / "runs.parquet"
+    path = layout.runs_file(run_dir)
     return path.is_file() and pq.read_table(path, columns=["status"])["status"][0].as_py() == (
         "succeeded")
 

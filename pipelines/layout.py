@@ -28,12 +28,15 @@ RUNS_FILE = "runs.parquet"
 OPS_FILE = "ops.parquet"
 DROPPED_DIR = "dropped"
 SIGNALS_DIR = "signals"
+FITTED_DIR = "fitted"
+FITTED_ARRAY = ".array.parquet"  # fitted numeric arrays: the `fitted` stats view
 # Stats table (view) name -> glob of its files under RUN_DIR.
 RUN_TABLES = {
     "runs": RUNS_FILE,
     "ops": OPS_FILE,
     "signals": f"{SIGNALS_DIR}/*.parquet",
     "dropped": f"{DROPPED_DIR}/*.parquet",
+    "fitted": f"{FITTED_DIR}/*{FITTED_ARRAY}",
 }
 
 
@@ -99,7 +102,7 @@ def fingerprint_file(run_dir: Path) -> Path:
 
 def fitted_dir(run_dir: Path) -> Path:
     """Values fitted by `fit` stages (e.g. k-means centroids), reused on resume."""
-    return run_dir / "fitted"
+    return run_dir / FITTED_DIR
 
 
 def error_log(run_dir: Path) -> Path:

@@ -41,10 +41,19 @@ SIGNALS_SCHEMA = pa.schema([
 """signals: one row per (row, signal) a step computed: the signal's key and its value, in
 `num` for a number or `text` otherwise (the other is null)."""
 
+FITTED_SCHEMA = pa.schema([
+    ("run_id", pa.string()), ("step", pa.int16()), ("name", pa.string()),
+    ("row", pa.int64()), ("value", pa.list_(pa.float64())),
+])
+"""fitted: the numeric arrays `fit` stages computed (e.g. k-means centroids), one row per
+array row (`value` the row's numbers; a 1-D array has one number a row), by step and fit
+stage name."""
+
 STATS_TABLES: dict[str, pa.Schema] = {
     "runs": RUNS_SCHEMA,
     "ops": OPS_SCHEMA,
     "signals": SIGNALS_SCHEMA,
     "dropped": DROPPED_SCHEMA,
+    "fitted": FITTED_SCHEMA,
 }
 """View name -> schema of every stats table."""

@@ -44,6 +44,11 @@ def test_toy_operator_is_identical_in_process_and_on_ray(ray_session, tmp_path):
     # the fitted value is recorded under the run folder
     saved = FitStore(tmp_path / "ray" / "_curate" / "runs" / ray_run.run_id / "fitted")
     assert saved.load(2, "centroids").shape == (4,)
+    # ... and `curate stats` shows it
+    from curate.stats import query
+
+    rows = query(tmp_path / "ray", "SELECT step, name, count(*) AS n FROM fitted GROUP BY ALL")
+    assert rows.to_pylist() == [{"step": 2, "name": "centroids", "n": 4}]
 
 
 def test_sample_is_the_same_whatever_the_batches():
@@ -98,4 +103,7 @@ def test_fit_values_round_trip_through_the_store(tmp_path):
     assert store.load(3, "table").to_pylist() == [{"a": 1}, {"a": 2}]
     assert store.load(3, "other") == {"k": 5}
     assert store.load(4, "centroids") is None
-    assert pq.read_schema(tmp_path / "step-003-table.parquet").names == ["a"]
+    assert pq.read_schema(tmp_path / "step-003-table.table.parquet").names == ["a"]
+    store.save(3, "flat", np.array([1.5, 2.5]))
+    assert store.load(3, "flat").tolist() == [1.5, 2.5]
+    assert store.load(3, "centroids").dtype == np.float32
