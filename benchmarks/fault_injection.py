@@ -4,10 +4,10 @@ after. Writes a Markdown report (default docs/fault-injection.md).
     .venv/bin/python benchmarks/fault_injection.py [--report docs/fault-injection.md]
 
 Scenarios: output = input folder, foreign files in OUT, disk full (a 2 MB tmpfs as OUT;
-needs root, skipped otherwise), kill -9 while the output is being written, a corrupt
-shard. For each, every file of the input folder and of OUT is listed with its size and
-a hash, and the script checks that no file the user owned (the input, files placed in
-OUT by hand, the previous run's published output) changed or disappeared.
+needs root, skipped otherwise), kill -9 while the output is being written (in process and
+on Ray), a corrupt shard. For each, every file of the input folder and of OUT is listed
+with its size and a hash, and the script checks that no file the user owned (the input,
+files placed in OUT by hand, the previous run's published output) changed or disappeared.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -154,11 +155,11 @@ def disk_full(tmp: Path, report: Report) -> None:
         subprocess.run(["umount", str(out)], check=False)
 
 
-def kill_mid_write(tmp: Path, report: Report) -> None:
-    out = tmp / "killed"
+def kill_mid_write(tmp: Path, report: Report, engine: str) -> None:
+    out = tmp / f"killed-{engine}"
     first = run_into(f"{REPO}/data/quickstart/part-0000[0-1].parquet", out)
     before = listing(out)
-    proc = run_into_background(out)
+    proc = run_into_background(out, engine)
     deadline, seen = time.time() + 120, False
     while time.time() < deadline and proc.poll() is None:
         if list(out.glob("_curate/runs/*/staging/part-*.parquet")):
@@ -168,13 +169,15 @@ def kill_mid_write(tmp: Path, report: Report) -> None:
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     during = listing(out)
-    rerun = run_into(str(REPO / "data/quickstart/*.parquet"), out)
+    rerun = run_into(str(REPO / "data/quickstart/*.parquet"), out,
+                     "--set", f"execution.engine={engine}")
     after = listing(out)
     report.scenario(
-        "kill -9 while output shards are written",
+        f"kill -9 while output shards are written (engine: {engine})",
         f"OUT holds a first run's output (2 shards, exit {first.returncode}); a run of all 4 "
-        "shards is killed (SIGKILL to its process group, Ray included) as soon as its first "
-        f"staged shard exists (seen: {seen}); then the same command is rerun", rerun,
+        f"shards with `execution.engine={engine}` is killed (SIGKILL to its process group, "
+        f"Ray's processes included) as soon as its first staged shard exists (seen: {seen}); "
+        "then the same command is rerun", rerun,
         {"OUT before the kill -> after the kill": (before, during),
          "OUT after the kill -> after the rerun": (during, after)},
         {"the killed run published nothing: OUT's shards are the first run's":
@@ -184,9 +187,10 @@ def kill_mid_write(tmp: Path, report: Report) -> None:
              sorted(user_view(after)) == [f"part-0000{i}-0000.parquet" for i in range(4)]})
 
 
-def run_into_background(out: Path):
+def run_into_background(out: Path, engine: str):
     return curate("run", "recipes/quickstart.yaml", "--output", str(out),
-                  "--set", "execution.num_cpus=2", wait=False)
+                  "--set", "execution.num_cpus=2", "--set", f"execution.engine={engine}",
+                  wait=False)
 
 
 def corrupt_shard(tmp: Path, report: Report) -> None:
@@ -220,8 +224,9 @@ def main() -> None:
     args = parser.parse_args()
     report = Report()
     with tempfile.TemporaryDirectory(prefix="curate-faults-") as tmp:
-        for scenario in (output_is_input, foreign_files, disk_full, kill_mid_write,
-                         corrupt_shard):
+        for scenario in (output_is_input, foreign_files, disk_full,
+                         partial(kill_mid_write, engine="inprocess"),
+                         partial(kill_mid_write, engine="ray"), corrupt_shard):
             scenario(Path(tmp), report)
     head = ("# Fault injection: nothing the user owned is lost\n\n"
             f"Produced by `.venv/bin/python benchmarks/fault_injection.py` on "

@@ -6,6 +6,8 @@ register on the same app.
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -73,7 +75,12 @@ def run(recipe: Path, input_: InputOpt = None, output: OutputOpt = None,
                                 log=lambda message: err.print(escape(message)))
         except KeyboardInterrupt:
             live.stop()
-            fail("interrupted; rerun the same command to resume", code=130)
+            err.print("[bold red]error:[/] interrupted; rerun the same command to resume")
+            sys.stderr.flush()
+            sys.stdout.flush()
+            # The run is recorded and Ray shut down by now; interpreter teardown after an
+            # interrupt can still crash in Ray's threads (seen: SIGSEGV instead of 130).
+            os._exit(130)
         except Exception as exc:  # noqa: BLE001 - shown to the user without a traceback
             cause = root_cause(exc)
             notes = [n for n in getattr(exc, "__notes__", []) if n.startswith(TRACEBACK_NOTE)]
