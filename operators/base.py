@@ -259,7 +259,9 @@ class Stage:
 
     A stage that names fit stages in `uses` receives their values as keyword arguments
     (`fn(rows, centroids=...)`). With `actor`, a `map` or `grouped` stage runs in an actor
-    pool and the operator's `setup()` (a model, an index) runs once per actor first.
+    pool and the operator's `setup()` (a model, an index) runs once per actor first;
+    `actor_cpus` is the CPU share each such actor reserves (None: the engine's default,
+    0.5, so an actor pool never starves the read and write tasks of a small node).
 
     Columns an operator adds to rows should start with `_`; they are dropped after its
     last stage (signals are kept).
@@ -275,6 +277,7 @@ class Stage:
     sample: int = 0
     uses: tuple[str, ...] = ()
     actor: bool = False
+    actor_cpus: float | None = None
 
 
 class GlobalOperator(Operator):

@@ -220,14 +220,14 @@ def _concat_refs(refs: list) -> pa.Table:
 
 
 def _shuffle_reduce(side: list, key: str, fn, parts: int | None = None,
-                    actor_fn=None) -> list:
+                    actor_fn=None, actors: int = 1) -> list:
     """Group side records by `key` and reduce each group with `fn` (a map-reduce shuffle
     in Ray tasks): every side block is split by key into P parts (default: one per CPU)
     and reducer p gets part p of every block, so each key lands in exactly one reducer.
     Side records are small (a key and a row per record); plain tasks on already-running
     workers cost less than a Ray Data sort, which started new workers for its
     sample/map/reduce phases (measured ~5 s of a 28 s run at 100k docs). With
-    `actor_fn`, the reducers are actors built by it (for stages that need `setup()`)."""
+    `actor_fn`, the reducers are `actors` actors built by it (stages that need `setup()`)."""
     if not side:
         return []
     parts = parts or max(1, min(len(side), int(ray.cluster_resources().get("CPU", 1))))
@@ -238,7 +238,7 @@ def _shuffle_reduce(side: list, key: str, fn, parts: int | None = None,
     inputs = [[p[i] for p in pieces] if pieces else side for i in range(parts)]
     if actor_fn is None:
         return [_task(_reduce_parts).remote(fn, *part) for part in inputs]
-    pool = [actor_fn() for _ in range(min(parts, _actor_slots()))]
+    pool = [actor_fn() for _ in range(max(1, min(parts, actors)))]
     return [pool[i % len(pool)].reduce.remote(*part) for i, part in enumerate(inputs)]
 
 
@@ -251,8 +251,9 @@ def _merge_parts(parts) -> pa.Table:
                             promote_options="permissive")
 
 
-def _actor_slots() -> int:
-    return max(1, int(ray.cluster_resources().get("CPU", 1) / ACTOR_CPUS) // 2)
+def _actor_cpus(call: S.StageCall) -> float:
+    cpus = call.stage.actor_cpus
+    return ACTOR_CPUS if cpus is None else cpus
 
 
 class StageActor:
@@ -298,7 +299,7 @@ class RayStages:
             self.ds = self.ds.map_batches(
                 StageActor, fn_constructor_args=(call,), batch_format="pyarrow",
                 compute=ray.data.ActorPoolStrategy(size=self.plan.concurrency or 1),
-                num_cpus=ACTOR_CPUS, **ACTOR_RETRIES)
+                num_cpus=_actor_cpus(call), **ACTOR_RETRIES)
         else:
             self.ds = self.ds.map_batches(call, batch_format="pyarrow",
                                           concurrency=self.plan.concurrency, **RETRIES)
@@ -317,9 +318,10 @@ class RayStages:
             size = sum(ray.get([_task(_nbytes).remote(b) for b in self.side]))
             parts = max(int(ray.cluster_resources().get("CPU", 1)),
                         math.ceil(size / S.GROUP_BYTES))
-        make = (lambda: ray.remote(StageActor).options(num_cpus=ACTOR_CPUS, **ACTOR_RETRIES)
-                .remote(call)) if actor else None
-        self.side = _shuffle_reduce(self.side, key, call, parts, make)
+        make = (lambda: ray.remote(StageActor).options(
+            num_cpus=_actor_cpus(call), **ACTOR_RETRIES).remote(call)) if actor else None
+        self.side = _shuffle_reduce(self.side, key, call, parts, make,
+                                    actors=self.plan.concurrency or 1)
 
     def resolve(self, call: S.StageCall, stage: Stage) -> None:
         step = call.step

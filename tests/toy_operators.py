@@ -2,8 +2,8 @@
 
 `test.toy_clusters`: fit length "centroids" on a bounded sample (fit-and-broadcast),
 assign each row to its nearest centroid in a model-backed stage (an actor whose
-`setup()` loads a "model"), then, inside each cluster (grouped stage), keep the longest
-text of every run of `per_group` rows and mark the others for dropping.
+`setup()` loads a "model"), then, inside each cluster (a grouped stage, also in actors),
+keep the longest text of every run of `per_group` rows and mark the others for dropping.
 """
 
 from __future__ import annotations
@@ -39,9 +39,9 @@ class ToyClusters(GlobalOperator):
         return [
             Stage("centroids", self.fit, kind="fit", sample=p.sample,
                   columns=(self.ctx.text_column,)),
-            Stage("assign", self.assign, uses=("centroids",), actor=True),
+            Stage("assign", self.assign, uses=("centroids",), actor=True, actor_cpus=0.25),
             Stage("within", self.within, kind="grouped", key=CLUSTER,
-                  columns=(self.ctx.text_column,)),
+                  columns=(self.ctx.text_column,), actor=True),
             Stage("decide", self.decide),
         ]
 
@@ -58,6 +58,7 @@ class ToyClusters(GlobalOperator):
 
     def within(self, group: pa.Table) -> pa.Table:
         lengths = pc.utf8_length(group[self.ctx.text_column]).to_numpy(zero_copy_only=False)
+        lengths = lengths * self.scale  # AttributeError unless setup() ran in this actor
         order = group[ORDER_COLUMN].to_numpy()
         n = self.params.per_group
         loser = np.zeros(len(order), bool)
