@@ -51,8 +51,15 @@ def ray_head(token_file):
     # As in a cluster image, the head's `python` is the one with curate's dependencies.
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token_file),
            "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    # Every port of its own (agents included): with a default agent port taken by another
+    # Ray on this machine, the head starts but its job agent never does ("No available
+    # agent to submit job").
+    ports = [f"--{name}={free_port()}" for name in (
+        "port", "dashboard-agent-listen-port", "dashboard-agent-grpc-port",
+        "metrics-export-port", "runtime-env-agent-port", "node-manager-port",
+        "object-manager-port", "ray-client-server-port")]
     head = subprocess.Popen(
-        [str(BIN / "ray"), "start", "--head", "--block", f"--port={free_port()}",
+        [str(BIN / "ray"), "start", "--head", "--block", *ports,
          "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}", "--num-cpus=2",
          "--disable-usage-stats", f"--temp-dir={temp_dir}", "--include-dashboard=true"],
         env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)

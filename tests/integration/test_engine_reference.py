@@ -23,7 +23,9 @@ CASES = {
     "quality.classifier": ({"top_fraction": 0.7}, 600),
     "embed": ({"batch_size": 16}, 60),
     "dedup.minhash": ({"threshold": 0.7}, 600),
+    "dedup.semantic": ({"k": 3, "eps": 0.05}, 60),
 }
+NEEDS = {"dedup.semantic": [{"op": "embed", "params": {"batch_size": 16}}]}  # earlier steps
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +60,7 @@ def _run(name, params, input_glob, out, engine):
     recipe = {"name": "reference", "input": {"path": input_glob},
               "output": {"path": str(out), "rows_per_shard": 200},
               "execution": {"engine": engine, "concurrency": 1},
-              "steps": [{"op": "text.normalize"},
+              "steps": [{"op": "text.normalize"}, *NEEDS.get(name, []),
                         {"op": name, "name": "under-test", "params": params}]}
     loaded = parse_recipe(yaml.safe_dump(recipe))
     return run(loaded.run_spec(), loaded.operators)

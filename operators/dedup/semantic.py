@@ -1,0 +1,170 @@
+"""dedup.semantic: SemDeDup, embedding-based semantic deduplication (Abbas, Tirumala, Simig,
+Ganguli, Morcos 2023, arXiv 2303.09540; algorithms.md section 2.1).
+
+Stages (the maths is in `semantic_math`):
+1. `centroids` (fit, on a bounded deterministic sample): spherical k-means with faiss
+   [paper section 3, step 1]. K defaults to sample size / 1000 (`default_k`); a sample
+   smaller than K reduces K to the sample size (the fitted array's shape, in the run's
+   `fitted` view, records the K used).
+2. `assign` (map): each row's nearest centroid by cosine and that cosine.
+3. `within` (grouped, one cluster per call): rows sorted by cosine to the centroid,
+   ascending, then pairwise cosine in blocks; a row is removed when its cosine to any
+   earlier row exceeds 1 - eps [paper section 3.1, steps 2-4].
+4. `decide` (map): removed rows are dropped as `semantic_duplicate`, detail = the id of
+   the kept row they chain to.
+
+Rows with a null vector (embed writes one for a null text) are kept and not compared
+(cluster -1). A vector of the wrong size or with a NaN stops the run with an error
+naming the row id (see `semantic_math.vectors_of`): quarantining would hide a broken
+embedding step. Step metrics: a grouped stage cannot report `curate.metrics`, so K and
+the sample are in the `fitted` view, and the cluster size of every row is the signal
+`cluster_size` (the size distribution, and pairs compared = sum of n(n-1)/2 over
+clusters, follow from it with `curate stats`). No step-level metrics row is written.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from pydantic import Field
+
+from operators.base import (
+    ANY,
+    ORDER_COLUMN,
+    BatchResult,
+    ColumnType,
+    GlobalOperator,
+    Params,
+    Stage,
+    vector,
+)
+from operators.dedup.semantic_math import (
+    cluster_duplicates,
+    default_k,
+    fit_centroids,
+    nearest_centroid,
+    vectors_of,
+)
+
+CLUSTER, COSINE = "_sem_cluster", "_sem_cosine"
+_DROP, _KEPT, _MAX, _SIMILAR, _SIZE = ("_sem_drop", "_sem_kept", "_sem_max", "_sem_similar",
+                                       "_sem_size")
+
+
+class SemanticParams(Params):
+    column: str = Field("embedding", description="vector column (fixed_size_list<float32>), "
+                        "e.g. written by an `embed` step")
+    eps: float = Field(0.01, gt=0, lt=1, description="a row is a duplicate when its cosine to "
+                       "an earlier row of its cluster exceeds 1 - eps (the paper sweeps eps; "
+                       "0.01 is NeMo Curator's default, 0.05 catches close paraphrases)")
+    k: int | None = Field(None, ge=1, le=1_000_000, description="k-means clusters (default: "
+                          "fit sample size / 1000, at least 1; reduced to the sample size "
+                          "when the sample is smaller)")
+    sample: int = Field(100_000, ge=1, le=10_000_000, description="rows the k-means fit "
+                        "sees at most (a deterministic sample, by execution.seed)")
+    niter: int = Field(100, ge=1, le=1000, description="k-means iterations (paper: 100)")
+    block: int = Field(1024, ge=16, le=16384, description="rows per block of the pairwise "
+                       "similarities inside a cluster (memory: block^2 floats)")
+
+
+class SemanticDedup(GlobalOperator):
+    name = "dedup.semantic"
+    doc = ("SemDeDup: k-means on embeddings, then drop rows whose cosine to an earlier row "
+           "of their cluster exceeds 1 - eps; keeps the row farthest from the centroid.")
+    Params = SemanticParams
+    signal_keys = {"cluster": "num", "centroid_cosine": "num", "max_similarity": "num",
+                   "similar_to": "text", "cluster_size": "num"}
+    reasons = ("semantic_duplicate",)
+
+    def reads(self) -> dict[str, ColumnType]:
+        # Vectors of any size; the id names the kept row in `detail`.
+        return {self.params.column: vector(), self.ctx.id_column: ANY}
+
+    def stages(self) -> list[Stage]:
+        p: SemanticParams = self.params
+        cols = (p.column, self.ctx.id_column)
+        return [
+            Stage("centroids", self.fit, kind="fit", sample=p.sample, columns=cols),
+            Stage("assign", self.assign, uses=("centroids",)),
+            Stage("within", self.within, kind="grouped", key=CLUSTER, columns=(*cols, COSINE)),
+            Stage("decide", self.decide),
+        ]
+
+    def _vectors(self, rows: pa.Table, dim: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        ids = rows[self.ctx.id_column].to_pylist()
+        return vectors_of(rows[self.params.column], ids, dim, self.params.column)
+
+    def fit(self, sample: pa.Table) -> np.ndarray:
+        """fit: (K', d) float32 unit centroids of the sample's vectors [paper section 3]."""
+        p: SemanticParams = self.params
+        x, valid = self._vectors(sample)
+        x = x[valid]
+        k = p.k if p.k is not None else default_k(len(x))
+        return fit_centroids(x, k, p.niter, self.ctx.seed)
+
+    def assign(self, rows: pa.Table, centroids: np.ndarray) -> BatchResult:
+        """map: nearest centroid (cluster, -1 without a vector) and the cosine to it."""
+        # No centroids (no vector in the sample): every row is cluster -1, any size goes.
+        x, valid = self._vectors(rows, centroids.shape[1] if len(centroids) else None)
+        cluster, cos = nearest_centroid(x, centroids)
+        cluster = np.where(valid, cluster, -1)
+        table = (rows.append_column(CLUSTER, pa.array(cluster, pa.int64()))
+                 .append_column(COSINE, pa.array(cos.astype(np.float64), mask=~valid)))
+        return BatchResult.keep_all(table)
+
+    def within(self, group: pa.Table) -> pa.Table:
+        """grouped: one cluster's decisions, one output row per input row.
+
+        Keep rule [paper section 3.1; SemDeDup `sort_clusters.py`, `keep_hard: True`, the
+        paper's default]: sort by cosine to the centroid ascending (ties by `_order`), so
+        the row farthest from the centroid comes first and is the one kept of each
+        duplicate group; the paper keeps these "hard" examples because the prototypical
+        ones near the centroid carry the least information.
+        """
+        order = group[ORDER_COLUMN].to_numpy()
+        n = len(order)
+        size = np.full(n, n, np.int64)
+        if n == 0 or group[CLUSTER][0].as_py() == -1:  # no vector: nothing to compare
+            return self._out(order, np.zeros(n, bool), [None] * n, np.full(n, np.nan),
+                             [None] * n, size)
+        x, _ = self._vectors(group)
+        cos = group[COSINE].to_numpy(zero_copy_only=False)
+        sort = np.lexsort((order, cos))
+        removed, maxsim, arg, keeper = cluster_duplicates(x[sort], self.params.eps,
+                                                          self.params.block)
+        ids = pc.cast(group[self.ctx.id_column], pa.string()).to_pylist()
+        sorted_ids = [ids[i] for i in sort.tolist()]
+        kept = [sorted_ids[k] if r else None for k, r in zip(keeper.tolist(), removed.tolist(),
+                                                              strict=True)]
+        similar = [sorted_ids[a] if a >= 0 else None for a in arg.tolist()]
+        return self._out(order[sort], removed, kept, maxsim, similar, size)
+
+    @staticmethod
+    def _out(order: np.ndarray, removed: np.ndarray, kept: list, maxsim: np.ndarray,
+             similar: list, size: np.ndarray) -> pa.Table:
+        maxsim = maxsim.astype(np.float64)
+        return pa.table({ORDER_COLUMN: pa.array(order, pa.int64()),
+                         _DROP: pa.array(removed, pa.bool_()),
+                         _KEPT: pa.array(kept, pa.string()),
+                         _MAX: pa.array(maxsim, mask=np.isnan(maxsim)),
+                         _SIMILAR: pa.array(similar, pa.string()),
+                         _SIZE: pa.array(size, pa.int64())})
+
+    def decide(self, rows: pa.Table) -> BatchResult:
+        """map: drop the removed rows; detail = the kept row's id; the signals."""
+        if _DROP not in rows.column_names:  # no live rows reached the grouped stage
+            return BatchResult.keep_all(rows)
+        dropped = pc.fill_null(rows[_DROP], False)
+        none = pa.scalar(None, pa.string())
+        cluster = rows[CLUSTER]
+        signals = {
+            "cluster": pc.if_else(pc.equal(cluster, -1), pa.scalar(None, pa.float64()),
+                                  pc.cast(cluster, pa.float64())),
+            "centroid_cosine": rows[COSINE],
+            "max_similarity": rows[_MAX],
+            "similar_to": rows[_SIMILAR],
+            "cluster_size": pc.cast(rows[_SIZE], pa.float64()),
+        }
+        return BatchResult(rows, pc.if_else(dropped, "semantic_duplicate", none),
+                           pc.if_else(dropped, rows[_KEPT], none), signals)

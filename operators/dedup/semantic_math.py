@@ -1,0 +1,150 @@
+"""The maths of SemDeDup (Abbas et al. 2023; algorithms.md section 2.1), over numpy only.
+
+`vectors_of` checks and normalises an Arrow vector column, `fit_centroids` is step 1
+(spherical k-means), `nearest_centroid` assigns rows to clusters, and
+`cluster_duplicates` is steps 3-4 inside one cluster already sorted by step 2's order,
+computed in blocks so memory never holds an n x n matrix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pyarrow as pa
+
+BLOCK = 1024  # rows x columns of one similarity block: 4 MB of float32
+
+
+class VectorError(ValueError):
+    """A vector the operator cannot use (wrong size, NaN or infinite value), by row id."""
+
+
+def vectors_of(column: pa.ChunkedArray | pa.Array, ids: Sequence, dim: int | None = None,
+               name: str = "embedding") -> tuple[np.ndarray, np.ndarray]:
+    """(n, d) float32 unit vectors and a mask of the rows that have one (null: no vector).
+
+    Accepts fixed_size_list or list of floats (a JSONL input cannot declare a fixed
+    size). A vector of a size other than `dim` (or than the other rows'), or with a NaN
+    or infinite value, raises `VectorError` naming the row's id: such a row has no
+    meaningful cosine, and silently keeping or dropping it would hide an upstream bug.
+    Zero vectors stay zero (cosine 0 with everything: never a duplicate).
+    """
+    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    n = len(arr)
+    valid = arr.is_valid().to_numpy(zero_copy_only=False) if n else np.zeros(0, bool)
+    if pa.types.is_fixed_size_list(arr.type):
+        sizes = np.full(n, arr.type.list_size)
+    elif pa.types.is_list(arr.type) or pa.types.is_large_list(arr.type):
+        sizes = arr.value_lengths().fill_null(0).to_numpy(zero_copy_only=False)
+    else:
+        raise VectorError(f"column '{name}' is {arr.type}, not a list of floats")
+    sizes = np.where(valid, sizes, -1)
+    if dim is not None:
+        want = dim
+    elif pa.types.is_fixed_size_list(arr.type):
+        want = arr.type.list_size
+    else:
+        want = int(sizes[valid][0]) if valid.any() else 0
+    bad = np.flatnonzero(valid & (sizes != want))
+    if len(bad):
+        i = int(bad[0])
+        raise VectorError(f"row id {ids[i]!r}: '{name}' has {int(sizes[i])} values, "
+                          f"expected {want} (the fitted centroids' or the first row's size)")
+    rows = arr.filter(pa.array(valid)) if not valid.all() else arr
+    flat = rows.flatten().to_numpy(zero_copy_only=False) if len(rows) else np.zeros(0)
+    out = np.zeros((n, want), np.float32)
+    out[valid] = np.asarray(flat, np.float32).reshape(-1, want)
+    finite = np.isfinite(out).all(axis=1)
+    if not finite.all():
+        i = int(np.flatnonzero(~finite)[0])
+        raise VectorError(f"row id {ids[i]!r}: '{name}' holds a NaN or infinite value")
+    return normalise(out), valid
+
+
+def normalise(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit L2 norm, so inner product is cosine (the paper's metric);
+    embed's vectors already are, but an input column need not be."""
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
+
+
+def default_k(n_sample: int) -> int:
+    """K ≈ N/1000 (algorithms.md section 7; NeMo uses 1000 clusters, the paper 50k for
+    440M images). The corpus size is unknown before the fit, so N is the fit sample's
+    size: exact while the corpus fits in the sample, an underestimate beyond."""
+    return max(1, round(n_sample / 1000))
+
+
+def fit_centroids(x: np.ndarray, k: int, niter: int, seed: int) -> np.ndarray:
+    """Step 1 [paper section 3; SemDeDup `clustering.py`]: spherical k-means with faiss
+    on unit vectors; (k', d) float32 unit centroids with k' = min(k, rows)."""
+    import faiss  # only the fit needs it
+
+    n, d = x.shape
+    k = min(k, n)
+    if k == 0:
+        return np.zeros((0, d), np.float32)
+    # The sample is already bounded, so let faiss use all of it (its default subsamples
+    # to 256 points per centroid) and not warn about few points per centroid.
+    km = faiss.Kmeans(d, k, niter=niter, spherical=True, seed=seed, verbose=False,
+                      min_points_per_centroid=1, max_points_per_centroid=max(n, 1))
+    km.train(np.ascontiguousarray(x, np.float32))
+    return normalise(np.asarray(km.centroids, np.float32).reshape(k, d))
+
+
+def nearest_centroid(x: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's cluster (argmax inner product = nearest by cosine) and its cosine.
+
+    The cosine is recomputed row by row (einsum, no BLAS), so its bits do not depend on
+    how many rows share the batch: both engines then write the same signals.
+    """
+    if len(x) == 0 or len(centroids) == 0:
+        return np.full(len(x), -1, np.int64), np.zeros(len(x), np.float32)
+    cluster = np.empty(len(x), np.int64)
+    for s in range(0, len(x), BLOCK):
+        cluster[s:s + BLOCK] = np.argmax(x[s:s + BLOCK] @ centroids.T, axis=1)
+    cos = np.einsum("ij,ij->i", x, centroids[cluster])
+    return cluster, cos
+
+
+def cluster_duplicates(x: np.ndarray, eps: float, block: int = BLOCK
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Steps 3-4 [paper section 3.1; SemDeDup `semdedup.py`] on one cluster's unit
+    vectors, rows already in keep order (step 2).
+
+    For each row j: M_j = max over earlier rows i < j of cos(x_i, x_j) (the column max
+    of the upper triangle of X Xᵀ) and the first i reaching it; j is removed when
+    M_j > 1 - eps, whether or not i itself was removed (the paper's rule, not a greedy
+    pass over survivors). Returns (removed, M (NaN for row 0), argmax (-1 for row 0),
+    keeper), where keeper[j] is the kept row reached by following argmax from j (j
+    itself when kept): it exists because the first row is always kept.
+    Blocks of `block` x `block` similarities bound memory. The decisions do not depend
+    on `block`; M may differ in its last bit (BLAS sums blocks of another shape in
+    another order), so both engines must use the same `block`, as they do.
+    """
+    n = len(x)
+    best = np.full(n, -np.inf, np.float32)
+    arg = np.full(n, -1, np.int64)
+    for s in range(0, n, block):
+        e = min(s + block, n)
+        for t in range(0, e, block):  # only columns before the block's last row
+            u = min(t + block, e)
+            sims = x[s:e] @ x[t:u].T
+            # i < j only: mask the diagonal and everything after it.
+            sims[np.arange(s, e)[:, None] <= np.arange(t, u)[None, :]] = -np.inf
+            j_best = np.argmax(sims, axis=1)
+            j_val = sims[np.arange(e - s), j_best]
+            better = j_val > best[s:e]  # strict: an earlier column block wins ties
+            best[s:e] = np.where(better, j_val, best[s:e])
+            arg[s:e] = np.where(better, t + j_best, arg[s:e])
+    removed = best > np.float32(1.0 - eps)
+    keeper = np.where(removed, arg, np.arange(n))
+    # Pointer jumping: argmax always points earlier, so this ends at a kept row.
+    while True:
+        nxt = keeper[keeper]
+        if np.array_equal(nxt, keeper):
+            break
+        keeper = nxt
+    maxsim = np.where(arg >= 0, best, np.nan).astype(np.float32)
+    return removed, maxsim, arg, keeper

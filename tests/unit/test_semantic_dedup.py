@@ -1,0 +1,196 @@
+"""dedup.semantic (SemDeDup) in this process: the maths against a brute-force reference,
+and the operator's stages over several batches (no Ray)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from operators.base import Context
+from operators.dedup.semantic import SemanticDedup, SemanticParams
+from operators.dedup.semantic_math import (
+    VectorError,
+    cluster_duplicates,
+    default_k,
+    normalise,
+    vectors_of,
+)
+from pipelines import columns as C
+from pipelines.inprocess import run_operators
+from pipelines.reader import read_shard
+from pipelines.shards import discover
+from pipelines.stages import FitStore
+
+DIM, EPS = 32, 0.05
+
+
+def planted(n_random: int = 300, n_pairs: int = 40, seed: int = 0
+            ) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """Random unit vectors (pairwise cosine far below 1 - EPS in 32 dimensions) plus
+    `n_pairs` near-copies (cosine about 0.99) of some of them; the planted index pairs."""
+    rng = np.random.default_rng(seed)
+    base = normalise(rng.standard_normal((n_random, DIM)).astype(np.float32))
+    twins = base[:n_pairs] + 0.02 * rng.standard_normal((n_pairs, DIM)).astype(np.float32)
+    x = np.concatenate([base, normalise(twins)])
+    return x, [(i, n_random + i) for i in range(n_pairs)]
+
+
+def vec_array(x: np.ndarray) -> pa.FixedSizeListArray:
+    return pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1), pa.float32()), x.shape[1])
+
+
+def write_input(path: Path, x: np.ndarray | pa.Array) -> str:
+    vectors = vec_array(x) if isinstance(x, np.ndarray) else x
+    n = len(vectors)
+    pq.write_table(pa.table({"id": [f"r{i}" for i in range(n)],
+                             "text": [f"text {i}" for i in range(n)],
+                             "embedding": vectors}), path)
+    return str(path)
+
+
+def run(path: str, store: FitStore | None = None, **params) -> pa.Table:
+    """The operator over the file read in batches of 64 rows, as step 1."""
+    batches = [b for s in discover(path, "auto", "text", "id")
+               for b in read_shard(s, "text", "id", 8_000_000, 64)]
+    op = SemanticDedup(SemanticParams(**{"eps": EPS, "k": 4, **params}), Context(seed=3))
+    return pa.concat_tables(run_operators(batches, [op], store=store)).sort_by(C.ORDER)
+
+
+def comparable(table: pa.Table) -> dict:
+    """The run's rows without the timing column; similarities as a float array."""
+    out = table.drop_columns([C.seconds_column(1)]).to_pydict()
+    out["_s1:max_similarity"] = np.array(out["_s1:max_similarity"], np.float64)
+    return out
+
+
+def reference(x: np.ndarray, eps: float) -> np.ndarray:
+    """Brute force: M = X Xᵀ, upper triangle, column max > 1 - eps."""
+    m = (x.astype(np.float64) @ x.T.astype(np.float64))
+    m[np.tril_indices(len(x))] = -np.inf
+    return m.max(axis=0) > 1 - eps
+
+
+def test_planted_duplicates_found_and_the_farthest_from_the_centroid_kept(tmp_path):
+    x, pairs = planted()
+    out = run(write_input(tmp_path / "a.parquet", x))
+    rows = out.to_pylist()
+    reason = [r[C.REASON] for r in rows]
+    cos = [r["_s1:centroid_cosine"] for r in rows]
+    for a, b in pairs:
+        assert (reason[a] is None) != (reason[b] is None), (a, b)  # exactly one kept
+        kept, gone = (a, b) if reason[a] is None else (b, a)
+        assert reason[gone] == "semantic_duplicate" and rows[gone][C.DETAIL] == f"r{kept}"
+        assert rows[gone]["_s1:similar_to"] == f"r{kept}"
+        assert rows[gone]["_s1:max_similarity"] > 1 - EPS
+        assert cos[kept] <= cos[gone]  # "hard" keep: lower cosine to the centroid
+        assert rows[gone]["_s1:cluster"] == rows[kept]["_s1:cluster"]
+    assert sum(r is not None for r in reason) == len(pairs)  # no random row dropped
+    sizes = {r["_s1:cluster"]: r["_s1:cluster_size"] for r in rows}
+    assert sum(sizes.values()) == len(rows) and len(sizes) == 4
+    assert not [c for c in out.column_names if C.is_temporary(c)]
+
+
+def test_operator_decisions_equal_a_brute_force_reference_per_cluster(tmp_path):
+    # Tight clusters (chains of near-copies) make the rule's subtleties matter.
+    rng = np.random.default_rng(5)
+    centers = normalise(rng.standard_normal((6, DIM)).astype(np.float32))
+    x = normalise(centers[rng.integers(0, 6, 240)]
+                  + 0.06 * rng.standard_normal((240, DIM)).astype(np.float32))
+    out = run(write_input(tmp_path / "a.parquet", x), k=6, eps=0.1)
+    cluster = np.array(out["_s1:cluster"].to_pylist())
+    cos = np.array(out["_s1:centroid_cosine"].to_pylist())
+    dropped = np.array([r is not None for r in out[C.REASON].to_pylist()])
+    assert 0 < dropped.sum() < len(x)
+    for c in np.unique(cluster):
+        members = np.flatnonzero(cluster == c)
+        sort = members[np.lexsort((members, cos[members]))]
+        assert np.array_equal(dropped[sort], reference(x[sort], 0.1)), c
+
+
+@pytest.mark.parametrize("eps", [0.001, 0.01, 0.05, 0.1])
+def test_cluster_rule_equals_brute_force_and_does_not_depend_on_blocks(eps):
+    rng = np.random.default_rng(1)
+    x = normalise(rng.standard_normal((3, DIM)).astype(np.float32)[rng.integers(0, 3, 500)]
+                  + 0.08 * rng.standard_normal((500, DIM)).astype(np.float32))
+    removed, maxsim, arg, keeper = cluster_duplicates(x, eps)
+    assert np.array_equal(removed, reference(x, eps))
+    for block in (16, 100):
+        # BLAS sums a block of another shape in another order: the last bit may differ.
+        b_removed, b_maxsim, b_arg, b_keeper = cluster_duplicates(x, eps, block=block)
+        assert np.array_equal(b_removed, removed) and np.array_equal(b_arg, arg)
+        assert np.array_equal(b_keeper, keeper)
+        assert np.allclose(b_maxsim, maxsim, atol=1e-6, equal_nan=True)
+    assert np.all(arg[1:] < np.arange(1, len(x))) and arg[0] == -1 and np.isnan(maxsim[0])
+    assert not removed[keeper].any() and np.array_equal(keeper[~removed],
+                                                        np.flatnonzero(~removed))
+
+
+def test_chains_remove_both_later_rows():
+    # A~B and B~C but A not ~ C: the paper removes B and C (not a greedy pass over survivors).
+    a = np.array([1.0, 0.0], np.float32)
+    b = normalise(np.array([[1.0, 0.12]], np.float32))[0]
+    c = normalise(np.array([[1.0, 0.24]], np.float32))[0]
+    removed, _, arg, keeper = cluster_duplicates(np.stack([a, b, c]), eps=0.01)
+    assert (a @ c) < 0.99 < min(a @ b, b @ c)
+    assert removed.tolist() == [False, True, True]
+    assert arg.tolist() == [-1, 0, 1] and keeper.tolist() == [0, 0, 0]
+
+
+def test_blocked_operator_equals_unblocked(tmp_path):
+    x, _ = planted()
+    path = write_input(tmp_path / "a.parquet", x)
+    small, large = comparable(run(path, block=16)), comparable(run(path, block=4096))
+    sim = "_s1:max_similarity"
+    assert np.allclose(small.pop(sim), large.pop(sim), atol=1e-6, equal_nan=True)
+    assert small == large
+
+
+def test_deterministic_given_the_seed(tmp_path):
+    x, _ = planted(seed=2)
+    path = write_input(tmp_path / "a.parquet", x)
+    timing = [C.seconds_column(1)]
+    assert run(path).drop_columns(timing).equals(run(path).drop_columns(timing))
+
+
+def test_k_larger_than_the_sample_is_reduced(tmp_path):
+    x, _ = planted(n_random=30, n_pairs=5)
+    store = FitStore(tmp_path / "fitted")
+    out = run(write_input(tmp_path / "a.parquet", x), store=store, k=50, sample=20)
+    assert store.load(1, "centroids").shape == (20, DIM)
+    assert out.num_rows == 35
+    assert default_k(400) == 1 and default_k(100_000) == 100
+
+
+def test_null_vectors_are_kept_and_not_compared(tmp_path):
+    x, _ = planted(n_random=50, n_pairs=5)
+    vectors = vec_array(x)
+    mask = pa.array(np.arange(len(x)) % 10 == 0)
+    with_nulls = pa.FixedSizeListArray.from_arrays(vectors.values, DIM, mask=mask)
+    out = run(write_input(tmp_path / "a.parquet", with_nulls), k=2)
+    nulls = [r for r in out.to_pylist() if int(r["id"][1:]) % 10 == 0]
+    assert nulls and all(r[C.REASON] is None and r["_s1:cluster"] is None for r in nulls)
+
+
+def test_nan_vector_is_an_error_naming_the_row(tmp_path):
+    x, _ = planted(n_random=50, n_pairs=0)
+    x[17, 3] = np.nan
+    with pytest.raises(VectorError, match="row id 'r17'.*NaN"):
+        run(write_input(tmp_path / "a.parquet", x))
+
+
+def test_wrong_dimension_is_an_error_naming_the_row(tmp_path):
+    # A list<float> column (what a JSONL input gives) can hold vectors of any size.
+    lists = [[0.1] * DIM] * 10 + [[0.1] * (DIM - 1)] + [[0.1] * DIM] * 5
+    with pytest.raises(VectorError, match="row id 'r10'.*31 values, expected 32"):
+        run(write_input(tmp_path / "a.parquet", pa.array(lists, pa.list_(pa.float32()))))
+    # ... and a batch whose vectors do not match the fitted centroids' size
+    op = SemanticDedup(SemanticParams(), Context())
+    rows = pa.table({"id": ["x", "y"], "embedding": vec_array(np.ones((2, 8), np.float32))})
+    with pytest.raises(VectorError, match="row id 'x'.*8 values, expected 32"):
+        op.assign(rows, np.ones((3, DIM), np.float32))
+    with pytest.raises(VectorError, match="not a list of floats"):
+        vectors_of(pa.array(["a"]), ["x"])
