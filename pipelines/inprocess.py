@@ -21,6 +21,7 @@ from operators.base import GlobalOperator, MapOperator, Operator, Stage
 from pipelines import columns as C
 from pipelines import stages as S
 from pipelines import unique_ids
+from pipelines.fitted import FitStore
 from pipelines.reader import read_shard
 from pipelines.shards import Shard
 from pipelines.steps import apply_step
@@ -83,7 +84,7 @@ class InProcess:
 
 def run_operators(batches: list[pa.Table], operators: list[Operator],
                   metrics: dict[int, dict] | None = None,
-                  store: S.FitStore | None = None) -> list[pa.Table]:
+                  store: FitStore | None = None) -> list[pa.Table]:
     """Apply `operators` (steps 1..n) to carried batches from `pipelines.reader`.
 
     Resolve stages' step metrics are stored into `metrics` when given.
@@ -95,7 +96,7 @@ def run_operators(batches: list[pa.Table], operators: list[Operator],
     return ex.batches
 
 
-def _run(ex: InProcess, operators: list[Operator], store: S.FitStore | None) -> None:
+def _run(ex: InProcess, operators: list[Operator], store: FitStore | None) -> None:
     for step, op in enumerate(operators, start=1):
         if isinstance(op, MapOperator):
             op.setup()
@@ -118,7 +119,7 @@ def read_shards(shards: list[Shard], text_column: str, id_column: str, max_doc_b
 
 def build(shards: list[Shard], operators: list[Operator], writer: ShardWriter, *,
           text_column: str, id_column: str, max_doc_bytes: int, batch_rows: int,
-          store: S.FitStore | None = None) -> tuple[Iterator[pa.Table], InProcess]:
+          store: FitStore | None = None) -> tuple[Iterator[pa.Table], InProcess]:
     """The run's per-shard write summaries, as `pipelines.plan.build` returns them (a lazy
     iterator: iterating runs everything), computed in this process. No checkpoints: a
     small run is cheaper to redo than to resume."""

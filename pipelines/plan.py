@@ -27,6 +27,7 @@ from operators.base import GlobalOperator, MapOperator, Operator, Stage
 from pipelines import checkpoints, layout, unique_ids
 from pipelines import columns as C
 from pipelines import stages as S
+from pipelines.fitted import FitStore
 from pipelines.reader import read_shard
 from pipelines.shards import Shard
 from pipelines.steps import apply_step
@@ -131,7 +132,7 @@ class Plan:
                               concurrency=self.concurrency, **RETRIES)
 
     def global_op(self, ds: ray.data.Dataset, op: GlobalOperator, step: int,
-                  store: S.FitStore | None = None) -> ray.data.Dataset:
+                  store: FitStore | None = None) -> ray.data.Dataset:
         ex = RayStages(self, ds)
         S.run_global(op, step, ex, store)
         return ex.ds
@@ -191,7 +192,7 @@ def build(shards: list[Shard], operators: list[Operator], writer: ShardWriter, *
         if isinstance(op, MapOperator):
             ds = plan.map_op(ds, op, step)
         elif isinstance(op, GlobalOperator):
-            ds = plan.global_op(ds, op, step, S.FitStore(layout.fitted_dir(resume.run_dir)))
+            ds = plan.global_op(ds, op, step, FitStore(layout.fitted_dir(resume.run_dir)))
             # After the last step only the write remains: re-running it costs less than
             # writing and re-reading a checkpoint of every row.
             if has_rows and step < last:

@@ -17,12 +17,12 @@ from operators.base import Operator
 from pipelines import checkpoints, layout, preflight
 from pipelines.accounting import funnel
 from pipelines.errors import one_line, root_cause
+from pipelines.fitted import FitStore
 from pipelines.lock import output_lock
 from pipelines.publish import finish_publish, publish
 from pipelines.run_record import write_ops, write_run
 from pipelines.shards import discover
 from pipelines.spec import ExecutionSpec, RunSpec
-from pipelines.stages import FitStore
 from pipelines.writer import ShardWriter, StepInfo
 
 TRACEBACK_NOTE = "full traceback: "  # the note a failed run adds to its exception

@@ -9,8 +9,9 @@ import pytest
 
 from curate.recipe import parse_recipe
 from pipelines import inprocess
+from pipelines.fitted import FitStore
 from pipelines.runner import run
-from pipelines.stages import FitStore, merge_sample, sample_candidates
+from pipelines.stages import merge_sample, sample_candidates
 from tests.conftest import SAMPLES, run_outputs
 from tests.toy_operators import ToyClusters, ToyParams
 

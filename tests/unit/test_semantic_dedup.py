@@ -20,10 +20,10 @@ from operators.dedup.semantic_math import (
     vectors_of,
 )
 from pipelines import columns as C
+from pipelines.fitted import FitStore
 from pipelines.inprocess import run_operators
 from pipelines.reader import read_shard
 from pipelines.shards import discover
-from pipelines.stages import FitStore
 
 DIM, EPS = 32, 0.05
 
