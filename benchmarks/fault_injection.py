@@ -95,11 +95,15 @@ class Report:
               flush=True)
 
 
-def output_is_input(tmp: Path, report: Report) -> None:
-    folder = tmp / "x"
+def copy_of_quickstart(folder: Path) -> Path:
     folder.mkdir()
     for shard in QUICKSTART:
         shutil.copy(shard, folder)
+    return folder
+
+
+def output_is_input(tmp: Path, report: Report) -> None:
+    folder = copy_of_quickstart(tmp / "x")
     before = listing(folder)
     res = run_into(f"{folder}/*.parquet", folder)
     after = listing(folder)
@@ -194,10 +198,7 @@ def run_into_background(out: Path, engine: str):
 
 
 def corrupt_shard(tmp: Path, report: Report) -> None:
-    folder = tmp / "corrupt-input"
-    folder.mkdir()
-    for shard in QUICKSTART:
-        shutil.copy(shard, folder)
+    folder = copy_of_quickstart(tmp / "corrupt-input")
     data = bytearray((folder / QUICKSTART[1].name).read_bytes())
     start = len(data) // 3
     data[start:start + 2000] = b"U" * 2000  # a data page; the footer still reads
