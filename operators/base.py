@@ -255,7 +255,8 @@ class Stage:
       `key` and `columns`, one whole group of equal `key` (an integer column) at a time;
       the output columns are attached to the rows as after `resolve`. Memory per call is
       one group; a worker holds about 64 MB of projected rows at once, or one group if
-      larger.
+      larger. With `metrics`, `metrics(all output rows)` -> dict is the step's figures
+      (`ops.metrics`), as a resolve reports in `curate.metrics`.
 
     A stage that names fit stages in `uses` receives their values as keyword arguments
     (`fn(rows, centroids=...)`). With `actor`, a `map` or `grouped` stage runs in an actor
@@ -278,6 +279,7 @@ class Stage:
     uses: tuple[str, ...] = ()
     actor: bool = False
     actor_cpus: float | None = None
+    metrics: Callable[[pa.Table], dict] | None = None
 
 
 class GlobalOperator(Operator):

@@ -64,12 +64,16 @@ class InProcess:
         decisions = decisions.sort_by(C.ORDER)
         self.batches = [S.attach(b, decisions) for b in self.batches]
 
-    def attach_side(self, step: int) -> None:
+    def attach_side(self, step: int) -> pa.Table | None:
         gathered = S.concat(self.side)
         self.driver_time(step, S.side_seconds(gathered))
         decisions = S.attachable(gathered)
         if decisions is not None:
             self.batches = [S.attach(b, decisions) for b in self.batches]
+        return decisions
+
+    def record_metrics(self, step: int, metrics: dict) -> None:
+        self.metrics[step] = metrics
 
     def sample(self, columns: tuple[str, ...], n: int, seed: int) -> pa.Table:
         return S.merge_sample(S.concat([S.sample_candidates(b, columns, n, seed)

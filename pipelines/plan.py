@@ -342,12 +342,16 @@ class RayStages:
         self.plan.metrics[step] = S.step_metrics(decisions)
         self._attach(decisions.sort_by(C.ORDER))
 
-    def attach_side(self, step: int) -> None:
+    def attach_side(self, step: int) -> pa.Table | None:
         gathered = _concat_refs(self.side)
         self.driver_time(step, S.side_seconds(gathered))
         decisions = S.attachable(gathered)
         if decisions is not None:
             self._attach(decisions)
+        return decisions
+
+    def record_metrics(self, step: int, metrics: dict) -> None:
+        self.plan.metrics[step] = metrics
 
     def _attach(self, decisions: pa.Table) -> None:
         self.ds = self.ds.map_batches(S.attach, fn_kwargs={"decisions": decisions},

@@ -102,9 +102,12 @@ class Executor(Protocol):
     def resolve(self, call: StageCall, stage: Stage) -> None:
         """`stage.fn(all side records, the rows they name)`, attached to the rows."""
 
-    def attach_side(self, step: int) -> None:
+    def attach_side(self, step: int) -> pa.Table | None:
         """Attach the side records (keyed by `_order`) to the rows as columns; the seconds
-        they carry count towards step `step`."""
+        they carry count towards step `step`. Returns them (None when there are none)."""
+
+    def record_metrics(self, step: int, metrics: dict) -> None:
+        """Step `step`'s figures, for `ops.metrics`."""
 
     def sample(self, columns: tuple[str, ...], n: int, seed: int) -> pa.Table:
         """At most `n` live rows' `_order` and `columns`, chosen by `sample_candidates`."""
@@ -142,7 +145,10 @@ def run_global(op: GlobalOperator, step: int, ex: Executor,
         elif stage.kind == "grouped":
             ex.emit(call("project"))
             ex.reduce(call("groups"), stage.key, stage.actor)
-            ex.attach_side(step)
+            decisions = ex.attach_side(step)
+            if stage.metrics is not None:
+                ex.record_metrics(step, stage.metrics(
+                    decisions if decisions is not None else pa.table({})))
         elif stage.kind == "fit":
             values[stage.name] = ex.share(_fit(op, step, stage, ex, store, values))
         else:

@@ -16,10 +16,10 @@ Stages (the maths is in `semantic_math`):
 Rows with a null vector (embed writes one for a null text) are kept and not compared
 (cluster -1). A vector of the wrong size or with a NaN stops the run with an error
 naming the row id (see `semantic_math.vectors_of`): quarantining would hide a broken
-embedding step. Step metrics: a grouped stage cannot report `curate.metrics`, so K and
-the sample are in the `fitted` view, and the cluster size of every row is the signal
-`cluster_size` (the size distribution, and pairs compared = sum of n(n-1)/2 over
-clusters, follow from it with `curate stats`). No step-level metrics row is written.
+embedding step. Step metrics (`ops.metrics`, `cluster_metrics`): clusters, their size
+distribution, pairs compared and rows removed; the centroids (so K and the dimension)
+are in the `fitted` view; every row's cluster size is the signal `cluster_size` (0 for a
+row without a vector).
 """
 
 from __future__ import annotations
@@ -87,7 +87,8 @@ class SemanticDedup(GlobalOperator):
         return [
             Stage("centroids", self.fit, kind="fit", sample=p.sample, columns=cols),
             Stage("assign", self.assign, uses=("centroids",)),
-            Stage("within", self.within, kind="grouped", key=CLUSTER, columns=(*cols, COSINE)),
+            Stage("within", self.within, kind="grouped", key=CLUSTER, columns=(*cols, COSINE),
+                  metrics=cluster_metrics),
             Stage("decide", self.decide),
         ]
 
@@ -127,7 +128,7 @@ class SemanticDedup(GlobalOperator):
         size = np.full(n, n, np.int64)
         if n == 0 or group[CLUSTER][0].as_py() == -1:  # no vector: nothing to compare
             return self._out(order, np.zeros(n, bool), [None] * n, np.full(n, np.nan),
-                             [None] * n, size)
+                             [None] * n, np.zeros(n, np.int64))
         x, _ = self._vectors(group)
         cos = group[COSINE].to_numpy(zero_copy_only=False)
         sort = np.lexsort((order, cos))
@@ -168,3 +169,24 @@ class SemanticDedup(GlobalOperator):
         }
         return BatchResult(rows, pc.if_else(dropped, "semantic_duplicate", none),
                            pc.if_else(dropped, rows[_KEPT], none), signals)
+
+
+def cluster_metrics(decisions: pa.Table) -> dict:
+    """Step figures from every row's cluster size (0: no vector, not clustered): clusters,
+    their size distribution, pairs compared (sum of n(n-1)/2) and rows removed."""
+    if _SIZE not in decisions.column_names:
+        return {"clusters": 0, "pairs_compared": 0, "removed": 0}
+    size = decisions[_SIZE].to_numpy()
+    size = size[size > 0]
+    sizes, rows = np.unique(size, return_counts=True)
+    clusters = rows // np.maximum(sizes, 1)  # a cluster of n rows holds n rows of size n
+    per_cluster = np.repeat(sizes, clusters)
+    return {
+        "clusters": int(clusters.sum()),
+        "cluster_size": {"min": int(per_cluster.min()) if per_cluster.size else 0,
+                         "median": float(np.median(per_cluster)) if per_cluster.size else 0.0,
+                         "max": int(per_cluster.max()) if per_cluster.size else 0},
+        "pairs_compared": int((clusters * sizes * (sizes - 1) // 2).sum()),
+        "removed": int(pc.sum(pc.fill_null(decisions[_DROP], False)).as_py() or 0),
+        "unclustered_rows": int((decisions[_SIZE].to_numpy() == 0).sum()),
+    }

@@ -194,3 +194,21 @@ def test_wrong_dimension_is_an_error_naming_the_row(tmp_path):
         op.assign(rows, np.ones((3, DIM), np.float32))
     with pytest.raises(VectorError, match="not a list of floats"):
         vectors_of(pa.array(["a"]), ["x"])
+
+
+def test_step_metrics_count_clusters_pairs_and_removals(tmp_path):
+    x, pairs = planted()
+    path = write_input(tmp_path / "a.parquet", x)
+    batches = [b for s in discover(path, "auto", "text", "id")
+               for b in read_shard(s, "text", "id", 8_000_000, 64)]
+    op = SemanticDedup(SemanticParams(eps=EPS, k=4), Context(seed=3))
+    metrics: dict = {}
+    rows = pa.concat_tables(run_operators(batches, [op], metrics=metrics)).to_pylist()
+    sizes: dict = {}
+    for r in rows:
+        sizes[r["_s1:cluster"]] = r["_s1:cluster_size"]
+    got = metrics[1]
+    assert got["clusters"] == len(sizes) == 4
+    assert got["pairs_compared"] == sum(int(n * (n - 1) // 2) for n in sizes.values())
+    assert got["removed"] == len(pairs) and got["unclustered_rows"] == 0
+    assert got["cluster_size"]["max"] == max(sizes.values())
