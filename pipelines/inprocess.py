@@ -9,7 +9,6 @@ per call". Nothing here imports Ray.
 
 from __future__ import annotations
 
-import time
 from collections import defaultdict
 from collections.abc import Iterator
 from typing import Any
@@ -17,7 +16,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from operators.base import GlobalOperator, MapOperator, Operator, Stage
+from operators.base import GlobalOperator, MapOperator, Operator
 from pipelines import columns as C
 from pipelines import stages as S
 from pipelines import unique_ids
@@ -50,27 +49,14 @@ class InProcess:
             call.setup()
         self.side = [call(S.concat(self.side))] if self.side else []
 
-    def resolve(self, call: S.StageCall, stage: Stage) -> None:
-        gathered = S.concat(self.side)
-        records = S.side_records(gathered)
-        self.driver_time(call.step, S.side_seconds(gathered))
-        orders = S.referenced_orders(records, stage.refs)
-        rows = S.concat([S.select(b, orders, stage.columns, stage.prepare)
-                         for b in self.batches])
-        start = time.perf_counter()
-        decisions = call.fn()(records, rows)
-        self.driver_time(call.step, time.perf_counter() - start)
-        self.metrics[call.step] = S.step_metrics(decisions)
-        decisions = decisions.sort_by(C.ORDER)
-        self.batches = [S.attach(b, decisions) for b in self.batches]
+    def gather_side(self) -> pa.Table:
+        return S.concat(self.side)
 
-    def attach_side(self, step: int) -> pa.Table | None:
-        gathered = S.concat(self.side)
-        self.driver_time(step, S.side_seconds(gathered))
-        decisions = S.attachable(gathered)
-        if decisions is not None:
-            self.batches = [S.attach(b, decisions) for b in self.batches]
-        return decisions
+    def select_rows(self, orders, columns: tuple[str, ...], prepare) -> pa.Table:
+        return S.concat([S.select(b, orders, columns, prepare) for b in self.batches])
+
+    def attach(self, decisions: pa.Table) -> None:
+        self.batches = [S.attach(b, decisions) for b in self.batches]
 
     def record_metrics(self, step: int, metrics: dict) -> None:
         self.metrics[step] = metrics
@@ -113,10 +99,13 @@ def _run(ex: InProcess, operators: list[Operator], store: FitStore | None) -> No
 
 
 def read_shards(shards: list[Shard], text_column: str, id_column: str, max_doc_bytes: int,
-                batch_rows: int) -> list[pa.Table]:
+                batch_rows: int, metrics: dict[int, dict] | None = None) -> list[pa.Table]:
     """Every shard's carried batches, as `pipelines.plan` reads them (duplicate ids
-    quarantined too), in this process."""
+    quarantined too), in this process; with `metrics`, the step-0 figures the Ray plan
+    records (`duplicate_ids`, when some shard has input ids)."""
     duplicates = unique_ids.duplicates_in_process(shards, id_column)
+    if metrics is not None and unique_ids.with_input_ids(shards):
+        metrics[0] = {"duplicate_ids": duplicates.num_rows}
     return [b for s in shards
             for b in read_shard(s, text_column, id_column, max_doc_bytes, batch_rows, duplicates)]
 
@@ -130,15 +119,11 @@ def build(shards: list[Shard], operators: list[Operator], writer: ShardWriter, *
     ex = InProcess([])
 
     def summaries() -> Iterator[pa.Table]:
-        duplicates = unique_ids.duplicates_in_process(shards, id_column)
-        if duplicates is not None:
-            ex.metrics[0] = {"duplicate_ids": duplicates.num_rows}
-        ex.batches = [b for s in shards for b in read_shard(
-            s, text_column, id_column, max_doc_bytes, batch_rows, duplicates)]
+        ex.batches = read_shards(shards, text_column, id_column, max_doc_bytes, batch_rows,
+                                 ex.metrics)
         _run(ex, operators, store)
         held = {int(i) for b in ex.batches for i in pc.unique(b[C.SHARD]).to_pylist()}
         for shard in sorted(held):
-            yield writer(pa.concat_tables([b.filter(pc.equal(b[C.SHARD], shard))
-                                           for b in ex.batches], promote_options="permissive"))
+            yield writer.write_from(shard, ex.batches)
 
     return summaries(), ex

@@ -10,7 +10,6 @@ name. No stage gathers or shuffles the corpus.
 from __future__ import annotations
 
 import math
-import time
 import warnings
 from collections import defaultdict
 from collections.abc import Iterator
@@ -19,11 +18,10 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import ray
 import ray.data
 
-from operators.base import GlobalOperator, MapOperator, Operator, Stage
+from operators.base import GlobalOperator, MapOperator, Operator
 from pipelines import checkpoints, layout, unique_ids
 from pipelines import columns as C
 from pipelines import stages as S
@@ -71,7 +69,7 @@ def find_duplicate_ids(shards: list[Shard], id_column: str) -> pa.Table | None:
     the driver, where their ids (fetched from the shard tasks' outputs) decide. The
     driver never sees the ids of a corpus without duplicates.
     """
-    with_ids = [s for s in shards if s.has_id and s.rows]
+    with_ids = unique_ids.with_input_ids(shards)
     if not with_ids:
         return None
     scan = ray.remote(_scan_ids).options(num_returns=2, **RETRIES)
@@ -116,7 +114,6 @@ class Plan:
         self.concurrency = concurrency
         self.driver_seconds: dict[int, float] = defaultdict(float)
         self.metrics: dict[int, dict] = {}
-        self.id_check_seconds = 0.0  # wall time of the duplicate-id pre-pass (driver)
 
     def read(self, shards: list[Shard], reader: ReadShards) -> ray.data.Dataset:
         ds = ray.data.from_items([{"shard": s.index} for s in shards],
@@ -176,9 +173,7 @@ def build(shards: list[Shard], operators: list[Operator], writer: ShardWriter, *
         # inside the checkpoint
         ds = checkpoints.load(checkpoints.step_dir(resume.run_dir, resume.step))
     else:
-        start = time.perf_counter()
         duplicates = find_duplicate_ids(shards, id_column)
-        plan.id_check_seconds = time.perf_counter() - start
         if duplicates is not None:
             plan.metrics[0] = {"duplicate_ids": duplicates.num_rows}
         ds = plan.read(shards, ReadShards(shards, text_column, id_column, max_doc_bytes,
@@ -208,8 +203,7 @@ def _shards_in(block: pa.Table) -> list[int]:
 
 
 def _write_shard(writer: ShardWriter, shard: int, *blocks: pa.Table) -> pa.Table:
-    return writer(pa.concat_tables([b.filter(pc.equal(b[C.SHARD], shard)) for b in blocks],
-                                   promote_options="permissive"))
+    return writer.write_from(shard, blocks)
 
 
 def _task(fn):
@@ -324,38 +318,20 @@ class RayStages:
         self.side = _shuffle_reduce(self.side, key, call, parts, make,
                                     actors=self.plan.concurrency or 1)
 
-    def resolve(self, call: S.StageCall, stage: Stage) -> None:
-        step = call.step
-        gathered = _concat_refs(self.side)
-        records = S.side_records(gathered)
-        self.driver_time(step, S.side_seconds(gathered))
-        orders = ray.put(S.referenced_orders(records, stage.refs))
-        # Only the rows named by side records travel to the driver: proportional to the
-        # rows in candidate pairs, not to the corpus.
-        rows = _concat_refs([_task(S.select).remote(b, orders, stage.columns, stage.prepare)
-                             for b in self.blocks])
-        # Only the operator's own work counts: gathering above waits on upstream Ray work,
-        # which would make ops.seconds (CPU time in the step) include other steps.
-        start = time.perf_counter()
-        decisions = call.fn()(records, rows)
-        self.driver_time(step, time.perf_counter() - start)
-        self.plan.metrics[step] = S.step_metrics(decisions)
-        self._attach(decisions.sort_by(C.ORDER))
+    def gather_side(self) -> pa.Table:
+        return _concat_refs(self.side)
 
-    def attach_side(self, step: int) -> pa.Table | None:
-        gathered = _concat_refs(self.side)
-        self.driver_time(step, S.side_seconds(gathered))
-        decisions = S.attachable(gathered)
-        if decisions is not None:
-            self._attach(decisions)
-        return decisions
+    def select_rows(self, orders, columns: tuple[str, ...], prepare) -> pa.Table:
+        shared = ray.put(orders)
+        return _concat_refs([_task(S.select).remote(b, shared, columns, prepare)
+                             for b in self.blocks])
+
+    def attach(self, decisions: pa.Table) -> None:
+        self.ds = self.ds.map_batches(S.attach, fn_kwargs={"decisions": decisions},
+                                      batch_format="pyarrow", **RETRIES)
 
     def record_metrics(self, step: int, metrics: dict) -> None:
         self.plan.metrics[step] = metrics
-
-    def _attach(self, decisions: pa.Table) -> None:
-        self.ds = self.ds.map_batches(S.attach, fn_kwargs={"decisions": decisions},
-                                      batch_format="pyarrow", **RETRIES)
 
     def sample(self, columns: tuple[str, ...], n: int, seed: int) -> pa.Table:
         self._materialize()

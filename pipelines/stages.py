@@ -99,12 +99,15 @@ class Executor(Protocol):
     def reduce(self, call: StageCall, key: str, actor: bool) -> None:
         """Side records := `call(part)` of parts holding whole groups of `key`."""
 
-    def resolve(self, call: StageCall, stage: Stage) -> None:
-        """`stage.fn(all side records, the rows they name)`, attached to the rows."""
+    def gather_side(self) -> pa.Table:
+        """All side records, in this process (a resolve, or a grouped stage's output)."""
 
-    def attach_side(self, step: int) -> pa.Table | None:
-        """Attach the side records (keyed by `_order`) to the rows as columns; the seconds
-        they carry count towards step `step`. Returns them (None when there are none)."""
+    def select_rows(self, orders: np.ndarray, columns: tuple[str, ...],
+                    prepare: Callable | None) -> pa.Table:
+        """`select` of every batch of rows, gathered in this process."""
+
+    def attach(self, decisions: pa.Table) -> None:
+        """Replace the rows by `attach(batch, decisions)` of every batch."""
 
     def record_metrics(self, step: int, metrics: dict) -> None:
         """Step `step`'s figures, for `ops.metrics`."""
@@ -141,18 +144,43 @@ def run_global(op: GlobalOperator, step: int, ex: Executor,
         elif stage.kind == "reduce":
             ex.reduce(call("reduce"), stage.key, actor=False)
         elif stage.kind == "resolve":
-            ex.resolve(call("resolve"), stage)
+            _resolve(call("resolve"), stage, ex)
         elif stage.kind == "grouped":
             ex.emit(call("project"))
             ex.reduce(call("groups"), stage.key, stage.actor)
-            decisions = ex.attach_side(step)
-            if stage.metrics is not None:
-                ex.record_metrics(step, stage.metrics(
-                    decisions if decisions is not None else pa.table({})))
+            _attach_groups(step, stage, ex)
         elif stage.kind == "fit":
             values[stage.name] = ex.share(_fit(op, step, stage, ex, store, values))
         else:
             raise ValueError(f"{op.name}: unknown stage kind {stage.kind!r}")
+
+
+def _resolve(call: StageCall, stage: Stage, ex: Executor) -> None:
+    gathered = ex.gather_side()
+    records = side_records(gathered)
+    ex.driver_time(call.step, side_seconds(gathered))
+    # Only the rows named by side records come to this process: proportional to the
+    # rows in candidate pairs, not to the corpus.
+    rows = ex.select_rows(referenced_orders(records, stage.refs), stage.columns, stage.prepare)
+    # Only the operator's own work counts: gathering above waits on upstream work, which
+    # would make ops.seconds (CPU time in the step) include other steps.
+    start = time.perf_counter()
+    decisions = call.fn()(records, rows)
+    ex.driver_time(call.step, time.perf_counter() - start)
+    ex.record_metrics(call.step, step_metrics(decisions))
+    ex.attach(decisions.sort_by(C.ORDER))
+
+
+def _attach_groups(step: int, stage: Stage, ex: Executor) -> None:
+    """A grouped stage's output (keyed by `_order`) attached to the rows; its metrics."""
+    gathered = ex.gather_side()
+    ex.driver_time(step, side_seconds(gathered))
+    decisions = attachable(gathered)
+    if decisions is not None:
+        ex.attach(decisions)
+    if stage.metrics is not None:
+        ex.record_metrics(step, stage.metrics(decisions if decisions is not None
+                                              else pa.table({})))
 
 
 def _fit(op: GlobalOperator, step: int, stage: Stage, ex: Executor, store: FitStore | None,

@@ -17,8 +17,8 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import xxhash
 
+from operators.dedup.exact import text_hashes
 from pipelines.reader import read_ids
 from pipelines.shards import Shard
 
@@ -33,11 +33,14 @@ QUARANTINE_SCHEMA = pa.schema([("shard", pa.int32()), ("row", pa.int64()),
 MAX_ID_CHARS = 100  # longer ids are cut in details
 
 
+def with_input_ids(shards: list[Shard]) -> list[Shard]:
+    """The shards whose ids come from the input (generated ids are unique already)."""
+    return [s for s in shards if s.has_id and s.rows]
+
+
 def id_hashes(ids: pa.Array) -> np.ndarray:
-    """xxh3-64 of each (non-null) id's UTF-8 bytes, as uint64."""
-    digest = xxhash.xxh3_64_intdigest
-    raw = pc.cast(ids, pa.binary()).to_pylist()
-    return np.fromiter((digest(v) for v in raw), dtype=np.uint64, count=len(raw))
+    """xxh3-64 of each (non-null) id's UTF-8 bytes, as uint64 (as dedup.exact hashes)."""
+    return text_hashes(ids).to_numpy()
 
 
 def id_records(shard: Shard, id_column: str) -> pa.Table:
@@ -124,7 +127,7 @@ def quarantine(found: pa.Table, shards: list[Shard]) -> pa.Table:
 
 def duplicates_in_process(shards: list[Shard], id_column: str) -> pa.Table:
     """The `quarantine` table for `shards`, computed here (no Ray): for `inprocess`."""
-    with_ids = [s for s in shards if s.has_id and s.rows]
+    with_ids = with_input_ids(shards)
     if not with_ids:
         return QUARANTINE_SCHEMA.empty_table()
     records = pa.concat_tables([id_records(s, id_column) for s in with_ids])

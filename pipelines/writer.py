@@ -64,6 +64,11 @@ class ShardWriter:
             summaries.append(self.write(self.shards[int(shard)], rows))
         return pa.concat_tables(summaries) if summaries else summary_table([])
 
+    def write_from(self, shard: int, tables) -> pa.Table:
+        """Write input shard `shard` from every table that may hold some of its rows."""
+        return self(pa.concat_tables([t.filter(pc.equal(t[C.SHARD], shard)) for t in tables],
+                                     promote_options="permissive"))
+
     def write(self, shard: Shard, rows: pa.Table) -> pa.Table:
         rows = rows.sort_by(C.ORDER)
         order = rows[C.ORDER].to_numpy()

@@ -249,3 +249,19 @@ def test_generated_ids_skip_the_id_check(tmp_path):
     shards = discover(str(tmp_path / "*"), "auto", "text", "id")
     assert not shards[0].has_id
     assert unique_ids.duplicates_in_process(shards, "id").num_rows == 0
+
+
+def test_in_process_read_records_the_id_check_only_where_the_ray_plan_does(tmp_path):
+    # Ray's pre-pass runs (and reports duplicate_ids) only when some shard has input ids.
+    from pipelines.inprocess import read_shards
+
+    write_parquet(tmp_path / "gen" / "a.parquet", [{"text": "1"}, {"text": "2"}])
+    metrics: dict = {}
+    read_shards(discover(str(tmp_path / "gen" / "*"), "auto", "text", "id"), "text", "id",
+                8_000_000, 10, metrics)
+    assert metrics == {}
+    write_parquet(tmp_path / "ids" / "a.parquet", [{"id": "x", "text": "1"},
+                                                   {"id": "x", "text": "2"}])
+    read_shards(discover(str(tmp_path / "ids" / "*"), "auto", "text", "id"), "text", "id",
+                8_000_000, 10, metrics)
+    assert metrics == {0: {"duplicate_ids": 1}}
