@@ -36,7 +36,7 @@ def validate(recipe: Path, input_: InputOpt = None, output: OutputOpt = None,
     loaded = load(recipe, set_, path_overrides(input_, output))
     spec = loaded.recipe
     if spec.execution.address == "local":
-        _check_paths(spec)
+        _check_paths(loaded)
         where = f"; input and output checked ({spec.input.path} -> {spec.output.path})"
     else:
         where = f"; paths not checked here (they are read on {spec.execution.address})"
@@ -44,15 +44,13 @@ def validate(recipe: Path, input_: InputOpt = None, output: OutputOpt = None,
     out_console.print(f"[green]ok[/] {recipe}: {len(spec.steps)} steps: {steps}{escape(where)}")
 
 
-def _check_paths(spec) -> None:
+def _check_paths(loaded) -> None:
     from pipelines import preflight
     from pipelines.errors import CurateError
-    from pipelines.shards import discover
 
-    inp = spec.input
+    run = loaded.run_spec()
     try:
-        shards = discover(inp.path, inp.format, inp.text_column, inp.id_column)
-        preflight.check(inp.path, [s.path for s in shards], Path(spec.output.path))
+        preflight.checked_shards(run.input, Path(run.output.path))
     except CurateError as exc:
         fail(str(exc), code=2)
 

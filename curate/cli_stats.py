@@ -47,11 +47,12 @@ def stats(
 ) -> None:
     """Query run stats with DuckDB SQL in a read-only sandbox (see docs/stats.md).
 
-    `runs`, `ops`, `signals`, `dropped` show the latest succeeded run of each recipe name;
-    `all_runs`, `all_ops`, `all_signals`, `all_dropped` show every run in OUT, including
-    failed runs and the partial files of unfinished ones. Only a single SELECT (or
-    EXPLAIN [ANALYZE] of one) is accepted; queries read nothing but these views, use no
-    network or extensions, and are stopped at --memory-limit, --threads and --timeout.
+    `runs`, `ops`, `signals`, `dropped`, `fitted` show the latest succeeded run of each
+    recipe name; `all_runs`, `all_ops`, `all_signals`, `all_dropped`, `all_fitted` show
+    every run in OUT, including failed runs and the partial files of unfinished ones.
+    Only a single SELECT (or EXPLAIN [ANALYZE] of one) is accepted; queries read nothing
+    but these views, use no network or extensions, and are stopped at --memory-limit,
+    --threads and --timeout.
     """
     from curate.stats import Limits, StatsError, query
 

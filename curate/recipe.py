@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import glob
-import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from operators import registry
 from operators.base import STRING, ColumnType, Context, Operator, Params, type_name
 from pipelines import spec as engine
+from pipelines.shards import matching_files
 
 
 class Strict(BaseModel):
@@ -301,7 +300,7 @@ def input_columns(spec: InputSpec, local: bool = True) -> tuple[ColumnTypes, boo
     if not local or spec.format == "jsonl":
         return columns, False
     try:
-        paths = sorted(p for p in glob.glob(spec.path, recursive=True) if os.path.isfile(p))
+        paths = matching_files(spec.path)
         if not paths:
             return columns, False
         schema = pq.read_schema(paths[0])  # not Parquet (e.g. auto and .jsonl): unknown

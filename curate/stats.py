@@ -1,8 +1,8 @@
 """DuckDB views over a run folder's stats tables, queried in a read-only sandbox.
 
 Views (see docs/stats.md):
-  runs, ops, signals, dropped              the latest succeeded run of each recipe name
-  all_runs, all_ops, all_signals, all_dropped
+  runs, ops, signals, dropped, fitted      the latest succeeded run of each recipe name
+  all_runs, all_ops, all_signals, all_dropped, all_fitted
                                            every run directory in OUT, failed and
                                            unfinished (killed) runs included
 

@@ -4,7 +4,8 @@ Refused: an input glob matching nothing, input shards inside the output folder, 
 glob that would match files curate writes (a second run would read the first one's
 output or records as input), shards inside any curate `_curate/` folder, and an output
 folder holding files curate did not write (a publish would mix with, or a later one
-replace, the user's files). `curate run` and `curate validate` both call `check`.
+replace, the user's files). `curate run` and `curate validate` both call
+`checked_shards`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from pathlib import Path
 from pipelines import layout
 from pipelines.errors import OutputError
 from pipelines.publish import owned_files
+from pipelines.shards import Shard, discover
+from pipelines.spec import InputSpec
 
 _SHOWN = 5  # foreign files named in an error; the rest are counted
 
@@ -47,6 +50,14 @@ def glob_regex(pattern: str) -> re.Pattern:
             i += 1
         parts.append("".join(out) + "/")
     return re.compile("/" + "".join(parts).rstrip("/") + r"\Z")
+
+
+def checked_shards(inp: InputSpec, out: Path) -> list[Shard]:
+    """The input's shards (each checked by `discover`), once `check` found running them
+    into `out` safe. Raises a `CurateError` naming the file or the folder otherwise."""
+    shards = discover(inp.path, inp.format, inp.text_column, inp.id_column)
+    check(inp.path, [s.path for s in shards], out)
+    return shards
 
 
 def _inside(path: Path, folder: Path) -> bool:

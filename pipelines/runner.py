@@ -21,7 +21,6 @@ from pipelines.fitted import FitStore
 from pipelines.lock import output_lock
 from pipelines.publish import finish_publish, publish
 from pipelines.run_record import write_ops, write_run
-from pipelines.shards import discover
 from pipelines.spec import ExecutionSpec, RunSpec
 from pipelines.writer import ShardWriter, StepInfo
 
@@ -57,8 +56,7 @@ def run(spec: RunSpec, operators: list[Operator], progress: Progress | None = No
     ]
     started = datetime.now(UTC)
     t0 = time.perf_counter()
-    shards = discover(inp.path, inp.format, inp.text_column, inp.id_column)
-    preflight.check(inp.path, [s.path for s in shards], out)
+    shards = preflight.checked_shards(inp, out)
     blank = sum(s.blank_lines for s in shards)
     if log and blank:
         files = sum(1 for s in shards if s.blank_lines)

@@ -133,9 +133,14 @@ def _check_parquet(path: str, text_column: str, id_column: str) -> tuple[int, bo
     return meta.num_rows, id_column in schema.names
 
 
+def matching_files(pattern: str) -> list[str]:
+    """The files (not folders) `pattern` matches, `**` spanning folders, sorted by path."""
+    return sorted(p for p in glob.glob(pattern, recursive=True) if os.path.isfile(p))
+
+
 def discover(pattern: str, declared_format: str, text_column: str, id_column: str) -> list[Shard]:
     """All shards matching `pattern`, sorted by path, each checked for readability."""
-    paths = sorted(p for p in glob.glob(pattern, recursive=True) if os.path.isfile(p))
+    paths = matching_files(pattern)
     if not paths:
         raise InputError(f"input.path '{pattern}' matches no files")
     root = os.path.commonpath([os.path.dirname(os.path.abspath(p)) for p in paths])
