@@ -189,7 +189,13 @@ def train_quality_cmd(
 
 
 
-from curate import cli_embed, cli_jobs, cli_stats  # noqa: E402,F401  (register their commands)
+from curate import (  # noqa: E402,F401  (register their commands)
+    cli_embed,
+    cli_inspect,
+    cli_jobs,
+    cli_report,
+    cli_stats,
+)
 
 if __name__ == "__main__":
     app()

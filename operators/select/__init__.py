@@ -1,0 +1,2 @@
+"""Selection operators: choose a subset of rows by their embeddings (D4 prototypes,
+cluster-balanced sampling)."""
