@@ -258,6 +258,9 @@ class Stage:
       larger. With `metrics`, `metrics(all output rows)` -> dict is the step's figures
       (`ops.metrics`), as a resolve reports in `curate.metrics`.
 
+    A fit function learns how many live rows the sample was drawn from (to size a model
+    by the corpus, e.g. k-means' K) with `population(sample)`.
+
     A stage that names fit stages in `uses` receives their values as keyword arguments
     (`fn(rows, centroids=...)`). With `actor`, a `map` or `grouped` stage runs in an actor
     pool and the operator's `setup()` (a model, an index) runs once per actor first;
@@ -280,6 +283,16 @@ class Stage:
     actor: bool = False
     actor_cpus: float | None = None
     metrics: Callable[[pa.Table], dict] | None = None
+
+
+POPULATION_KEY = b"curate.population"
+
+
+def population(sample: pa.Table) -> int:
+    """The number of live rows a fit stage's `sample` was drawn from (the sample's own size
+    when it does not say, e.g. a table built by hand in a test)."""
+    meta = sample.schema.metadata or {}
+    return int(meta[POPULATION_KEY]) if POPULATION_KEY in meta else sample.num_rows
 
 
 class GlobalOperator(Operator):

@@ -62,8 +62,8 @@ class InProcess:
         self.metrics[step] = metrics
 
     def sample(self, columns: tuple[str, ...], n: int, seed: int) -> pa.Table:
-        return S.merge_sample(S.concat([S.sample_candidates(b, columns, n, seed)
-                                        for b in self.batches]), n)
+        return S.merge_sample([S.sample_candidates(b, columns, n, seed)
+                               for b in self.batches], n)
 
     def share(self, value: Any) -> S.Value:
         return S.LocalValue(value)

@@ -335,7 +335,7 @@ class RayStages:
 
     def sample(self, columns: tuple[str, ...], n: int, seed: int) -> pa.Table:
         self._materialize()
-        return S.merge_sample(_concat_refs(
+        return S.merge_sample(ray.get(
             [_task(S.sample_candidates).remote(b, columns, n, seed) for b in self.blocks]), n)
 
     def share(self, value: Any) -> S.Value:

@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from operators.base import GlobalOperator, Stage
+from operators.base import POPULATION_KEY, GlobalOperator, Stage
 from pipelines import columns as C
 from pipelines.fitted import FitStore
 from pipelines.steps import apply_step
@@ -327,29 +327,37 @@ def _mix(order: np.ndarray, seed: int) -> np.ndarray:
         return z ^ (z >> np.uint64(31))
 
 
-def sample_candidates(batch: pa.Table, columns: tuple[str, ...], n: int, seed: int) -> pa.Table:
-    """A batch's share of the sample: its live rows with the `n` smallest sample keys.
+def sample_candidates(batch: pa.Table, columns: tuple[str, ...], n: int, seed: int
+                      ) -> tuple[pa.Table, int]:
+    """A batch's share of the sample: its live rows with the `n` smallest sample keys,
+    and how many live rows it has.
 
     The `n` smallest keys overall are among the union of every batch's `n` smallest, so
     each worker sends at most `n` rows.
     """
     if not batch.num_rows:
-        return pa.table({})
+        return pa.table({}), 0
     rows = live(batch).select([C.ORDER, *columns])
+    population = rows.num_rows
     keys = _mix(rows[C.ORDER].to_numpy(), seed)
     if len(keys) > n:
         keep = np.argpartition(keys, n - 1)[:n]
         rows, keys = rows.take(pa.array(keep)), keys[keep]
-    return rows.append_column(SAMPLE_KEY, pa.array(keys, pa.uint64()))
+    return rows.append_column(SAMPLE_KEY, pa.array(keys, pa.uint64())), population
 
 
-def merge_sample(candidates: pa.Table, n: int) -> pa.Table:
-    """The `n` candidates with the smallest keys, in input order."""
-    if not candidates.num_rows:
-        return candidates
-    keys = candidates[SAMPLE_KEY].to_numpy()
-    keep = np.argsort(keys, kind="stable")[:n]
-    return candidates.take(pa.array(keep)).drop_columns([SAMPLE_KEY]).sort_by(C.ORDER)
+def merge_sample(parts: list[tuple[pa.Table, int]], n: int) -> pa.Table:
+    """The `n` candidates with the smallest keys, in input order; the live rows of all
+    batches are recorded as the sample's population (`operators.base.population`)."""
+    candidates = concat([table for table, _ in parts])
+    total = sum(count for _, count in parts)
+    if candidates.num_rows:
+        keys = candidates[SAMPLE_KEY].to_numpy()
+        keep = np.argsort(keys, kind="stable")[:n]
+        candidates = candidates.take(pa.array(keep)).drop_columns([SAMPLE_KEY]).sort_by(C.ORDER)
+    meta = dict(candidates.schema.metadata or {})
+    meta[POPULATION_KEY] = str(total).encode()
+    return candidates.replace_schema_metadata(meta)
 
 
 # ---- grouped ----------------------------------------------------------------------------

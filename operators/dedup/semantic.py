@@ -3,9 +3,9 @@ Ganguli, Morcos 2023, arXiv 2303.09540; algorithms.md section 2.1).
 
 Stages (the maths is in `semantic_math`):
 1. `centroids` (fit, on a bounded deterministic sample): spherical k-means with faiss
-   [paper section 3, step 1]. K defaults to sample size / 1000 (`default_k`); a sample
-   smaller than K reduces K to the sample size (the fitted array's shape, in the run's
-   `fitted` view, records the K used).
+   [paper section 3, step 1]. K defaults to the corpus's live rows / 1000 (`default_k`);
+   a sample smaller than K reduces K to the sample size (the fitted array's shape, in
+   the run's `fitted` view, records the K used).
 2. `assign` (map): each row's nearest centroid by cosine and that cosine.
 3. `within` (grouped, one cluster per call): rows sorted by cosine to the centroid,
    ascending, then pairwise cosine in blocks; a row is removed when its cosine to any
@@ -37,6 +37,7 @@ from operators.base import (
     GlobalOperator,
     Params,
     Stage,
+    population,
     vector,
 )
 from operators.dedup.semantic_math import (
@@ -59,8 +60,8 @@ class SemanticParams(Params):
                        "an earlier row of its cluster exceeds 1 - eps (the paper sweeps eps; "
                        "0.01 is NeMo Curator's default, 0.05 catches close paraphrases)")
     k: int | None = Field(None, ge=1, le=1_000_000, description="k-means clusters (default: "
-                          "fit sample size / 1000, at least 1; reduced to the sample size "
-                          "when the sample is smaller)")
+                          "the step's input rows / 1000, at least 1; reduced to the sample "
+                          "size when the sample is smaller)")
     sample: int = Field(100_000, ge=1, le=10_000_000, description="rows the k-means fit "
                         "sees at most (a deterministic sample, by execution.seed)")
     niter: int = Field(100, ge=1, le=1000, description="k-means iterations (paper: 100)")
@@ -101,7 +102,7 @@ class SemanticDedup(GlobalOperator):
         p: SemanticParams = self.params
         x, valid = self._vectors(sample)
         x = x[valid]
-        k = p.k if p.k is not None else default_k(len(x))
+        k = p.k if p.k is not None else default_k(population(sample))
         return fit_centroids(x, k, p.niter, self.ctx.seed)
 
     def assign(self, rows: pa.Table, centroids: np.ndarray) -> BatchResult:

@@ -69,11 +69,11 @@ def normalise(x: np.ndarray) -> np.ndarray:
     return np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
 
 
-def default_k(n_sample: int) -> int:
-    """K ≈ N/1000 (algorithms.md section 7; NeMo uses 1000 clusters, the paper 50k for
-    440M images). The corpus size is unknown before the fit, so N is the fit sample's
-    size: exact while the corpus fits in the sample, an underestimate beyond."""
-    return max(1, round(n_sample / 1000))
+def default_k(n_rows: int) -> int:
+    """K ≈ N/1000 for N rows to deduplicate (algorithms.md section 7; NeMo uses 1000
+    clusters, the paper 50k for 440M images): clusters of about 1000 rows keep the
+    pairwise step near N·1000·d, linear in N."""
+    return max(1, round(n_rows / 1000))
 
 
 def fit_centroids(x: np.ndarray, k: int, niter: int, seed: int) -> np.ndarray:

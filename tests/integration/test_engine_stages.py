@@ -8,6 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from curate.recipe import parse_recipe
+from operators.base import population
 from pipelines import inprocess
 from pipelines.fitted import FitStore
 from pipelines.runner import run
@@ -54,13 +55,13 @@ def test_toy_operator_is_identical_in_process_and_on_ray(ray_session, tmp_path):
 
 def test_sample_is_the_same_whatever_the_batches():
     rows = inprocess.read_shards(_shards(), "text", "id", 8_000_000, 500)
-    one = merge_sample(sample_candidates(_concat(rows), ("text",), 100, 7), 100)
-    many = merge_sample(_concat([sample_candidates(b, ("text",), 100, 7) for b in rows]), 100)
-    assert one.equals(many) and one.num_rows == 100
+    one = merge_sample([sample_candidates(_concat(rows), ("text",), 100, 7)], 100)
+    many = merge_sample([sample_candidates(b, ("text",), 100, 7) for b in rows], 100)
+    assert one.equals(many, check_metadata=True) and one.num_rows == 100
+    assert population(one) == sum(b.num_rows for b in rows)  # the rows it was drawn from
     orders = one["_order"].to_numpy()
     assert np.all(np.diff(orders) > 0)  # in input order
-    other_seed = merge_sample(_concat([sample_candidates(b, ("text",), 100, 8) for b in rows]),
-                              100)
+    other_seed = merge_sample([sample_candidates(b, ("text",), 100, 8) for b in rows], 100)
     assert not other_seed.equals(one)
 
 
