@@ -34,9 +34,7 @@ def apply_step(batch: pa.Table, fn: Callable[[pa.Table], BatchResult], op: Opera
     out = result.table
     kept = result.kept_mask
     dropped = pc.invert(kept)
-    text_col = op.ctx.text_column
-    out = _set(out, text_col, pc.if_else(dropped, pa.scalar(None, out[text_col].type),
-                                         out[text_col]))
+    # A dropped row keeps its text: the writer stores it in `removed` and counts its tokens.
     out = _set(out, C.DROP_STEP, pc.if_else(dropped, pa.scalar(step, pa.int16()),
                                             out[C.DROP_STEP]))
     out = _set(out, C.REASON, pc.if_else(dropped, result.reason, out[C.REASON]))
