@@ -50,7 +50,10 @@ class FitStore:
         return path
 
     def _array_table(self, step: int, name: str, value: np.ndarray) -> pa.Table:
-        rows = value.reshape(value.shape[0], -1) if value.ndim else value.reshape(1, 1)
+        if value.ndim == 0:
+            rows = value.reshape(1, 1)
+        else:  # explicit width: -1 cannot be inferred for an array with no rows
+            rows = value.reshape(value.shape[0], int(np.prod(value.shape[1:], dtype=np.int64)))
         n = rows.shape[0]
         table = pa.table({
             "run_id": pa.array([self.root.parent.name] * n, pa.string()),

@@ -7,7 +7,12 @@ Stages (the maths is in `semantic_math`):
    a sample smaller than K reduces K to the sample size (the fitted array's shape, in
    the run's `fitted` view, records the K used).
 2. `assign` (map): each row's nearest centroid by cosine and that cosine.
-3. `within` (grouped, one cluster per call): rows sorted by cosine to the centroid,
+   Then `splits` (fit, same sample): a cluster whose estimated corpus size exceeds
+   `max_cluster_rows` is split by a k-means of its own sample rows, so no grouped call
+   holds more than about that many rows [algorithms.md 2.1, "split very large
+   clusters"]; twins that land in different parts of a split cluster are not compared.
+3. `within` (grouped, one cluster, or part of a split one, per call): rows sorted by
+   cosine to the cluster's centroid,
    ascending, then pairwise cosine in blocks; a row is removed when its cosine to any
    earlier row exceeds 1 - eps [paper section 3.1, steps 2-4].
 4. `decide` (map): removed rows are dropped as `semantic_duplicate`, detail = the id of
@@ -16,10 +21,11 @@ Stages (the maths is in `semantic_math`):
 Rows with a null vector (embed writes one for a null text) are kept and not compared
 (cluster -1). A vector of the wrong size or with a NaN stops the run with an error
 naming the row id (see `semantic_math.vectors_of`): quarantining would hide a broken
-embedding step. Step metrics (`ops.metrics`, `cluster_metrics`): clusters, their size
-distribution, pairs compared and rows removed; the centroids (so K and the dimension)
-are in the `fitted` view; every row's cluster size is the signal `cluster_size` (0 for a
-row without a vector).
+embedding step. Step metrics (`ops.metrics`): K, the fit sample's rows and the input rows
+it was drawn from, clusters split, the compared groups and their size distribution,
+pairs compared and rows removed; the centroids (and sub-centroids) are in the `fitted`
+view; the size of the group a row was compared within is the signal `cluster_size` (0
+for a row without a vector).
 """
 
 from __future__ import annotations
@@ -44,11 +50,13 @@ from operators.dedup.semantic_math import (
     cluster_duplicates,
     default_k,
     fit_centroids,
+    group_of,
     nearest_centroid,
+    split_large_clusters,
     vectors_of,
 )
 
-CLUSTER, COSINE = "_sem_cluster", "_sem_cosine"
+CLUSTER, GROUP, COSINE = "_sem_cluster", "_sem_group", "_sem_cosine"
 _DROP, _KEPT, _MAX, _SIMILAR, _SIZE = ("_sem_drop", "_sem_kept", "_sem_max", "_sem_similar",
                                        "_sem_size")
 
@@ -65,6 +73,11 @@ class SemanticParams(Params):
     sample: int = Field(100_000, ge=1, le=10_000_000, description="rows the k-means fit "
                         "sees at most (a deterministic sample, by execution.seed)")
     niter: int = Field(100, ge=1, le=1000, description="k-means iterations (paper: 100)")
+    max_cluster_rows: int = Field(20_000, ge=100, le=10_000_000, description="a cluster "
+                                  "estimated (from the fit sample) to hold more rows is "
+                                  "split into parts of about this size, each compared on "
+                                  "its own: bounds memory and time per call (20,000 rows "
+                                  "of 384-d vectors = 31 MB)")
     block: int = Field(1024, ge=16, le=16384, description="rows per block of the pairwise "
                        "similarities inside a cluster (memory: block^2 floats)")
 
@@ -87,9 +100,11 @@ class SemanticDedup(GlobalOperator):
         cols = (p.column, self.ctx.id_column)
         return [
             Stage("centroids", self.fit, kind="fit", sample=p.sample, columns=cols),
-            Stage("assign", self.assign, uses=("centroids",)),
-            Stage("within", self.within, kind="grouped", key=CLUSTER, columns=(*cols, COSINE),
-                  metrics=cluster_metrics),
+            Stage("splits", self.split, kind="fit", sample=p.sample, columns=cols,
+                  uses=("centroids",)),
+            Stage("assign", self.assign, uses=("centroids", "splits")),
+            Stage("within", self.within, kind="grouped", key=GROUP,
+                  columns=(*cols, CLUSTER, COSINE), metrics=self.metrics),
             Stage("decide", self.decide),
         ]
 
@@ -102,21 +117,41 @@ class SemanticDedup(GlobalOperator):
         p: SemanticParams = self.params
         x, valid = self._vectors(sample)
         x = x[valid]
-        k = p.k if p.k is not None else default_k(population(sample))
-        return fit_centroids(x, k, p.niter, self.ctx.seed)
+        rows = population(sample)
+        k = p.k if p.k is not None else default_k(rows)
+        centroids = fit_centroids(x, k, p.niter, self.ctx.seed)
+        self._figures = {"k": len(centroids), "k_asked": k, "fit_sample_rows": len(x),
+                         "input_rows": rows}
+        return centroids
 
-    def assign(self, rows: pa.Table, centroids: np.ndarray) -> BatchResult:
-        """map: nearest centroid (cluster, -1 without a vector) and the cosine to it."""
+    def split(self, sample: pa.Table, centroids: np.ndarray) -> np.ndarray:
+        """fit: (S, 1 + d) sub-centroids of the clusters too large for one call, column 0
+        their parent (`semantic_math.split_large_clusters`)."""
+        p: SemanticParams = self.params
+        x, valid = self._vectors(sample, centroids.shape[1] if len(centroids) else None)
+        splits = split_large_clusters(x[valid], centroids, population(sample),
+                                      p.max_cluster_rows, p.niter, self.ctx.seed)
+        self._figures = {**getattr(self, "_figures", {}),
+                         "split_clusters": len(np.unique(splits[:, 0])), "split_parts":
+                         len(splits)}
+        return splits
+
+    def assign(self, rows: pa.Table, centroids: np.ndarray, splits: np.ndarray
+               ) -> BatchResult:
+        """map: nearest centroid (cluster, -1 without a vector), the cosine to it, and the
+        group the row is compared within (its cluster, or its part of a split one)."""
         # No centroids (no vector in the sample): every row is cluster -1, any size goes.
         x, valid = self._vectors(rows, centroids.shape[1] if len(centroids) else None)
         cluster, cos = nearest_centroid(x, centroids)
+        group = np.where(valid, group_of(x, cluster, splits, len(centroids)), -1)
         cluster = np.where(valid, cluster, -1)
         table = (rows.append_column(CLUSTER, pa.array(cluster, pa.int64()))
+                 .append_column(GROUP, pa.array(group, pa.int64()))
                  .append_column(COSINE, pa.array(cos.astype(np.float64), mask=~valid)))
         return BatchResult.keep_all(table)
 
     def within(self, group: pa.Table) -> pa.Table:
-        """grouped: one cluster's decisions, one output row per input row.
+        """grouped: one group's decisions, one output row per input row.
 
         Keep rule [paper section 3.1; SemDeDup `sort_clusters.py`, `keep_hard: True`, the
         paper's default]: sort by cosine to the centroid ascending (ties by `_order`), so
@@ -127,7 +162,7 @@ class SemanticDedup(GlobalOperator):
         order = group[ORDER_COLUMN].to_numpy()
         n = len(order)
         size = np.full(n, n, np.int64)
-        if n == 0 or group[CLUSTER][0].as_py() == -1:  # no vector: nothing to compare
+        if n == 0 or group[GROUP][0].as_py() == -1:  # no vector: nothing to compare
             return self._out(order, np.zeros(n, bool), [None] * n, np.full(n, np.nan),
                              [None] * n, np.zeros(n, np.int64))
         x, _ = self._vectors(group)
@@ -172,9 +207,16 @@ class SemanticDedup(GlobalOperator):
                            pc.if_else(dropped, rows[_KEPT], none), signals)
 
 
+    def metrics(self, decisions: pa.Table) -> dict:
+        """Step figures: the fits' (when they ran in this process; a resumed step reuses
+        recorded centroids) and `cluster_metrics`."""
+        return {**getattr(self, "_figures", {}), **cluster_metrics(decisions)}
+
+
 def cluster_metrics(decisions: pa.Table) -> dict:
-    """Step figures from every row's cluster size (0: no vector, not clustered): clusters,
-    their size distribution, pairs compared (sum of n(n-1)/2) and rows removed."""
+    """Figures from every row's group size (0: no vector, not compared): groups compared
+    (`clusters`: a split cluster counts once per part), their size distribution, pairs
+    compared (sum of n(n-1)/2) and rows removed."""
     if _SIZE not in decisions.column_names:
         return {"clusters": 0, "pairs_compared": 0, "removed": 0}
     size = decisions[_SIZE].to_numpy()

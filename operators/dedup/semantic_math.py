@@ -93,6 +93,51 @@ def fit_centroids(x: np.ndarray, k: int, niter: int, seed: int) -> np.ndarray:
     return normalise(np.asarray(km.centroids, np.float32).reshape(k, d))
 
 
+def split_large_clusters(x: np.ndarray, centroids: np.ndarray, population: int,
+                         max_rows: int, niter: int, seed: int) -> np.ndarray:
+    """Sub-centroids for the clusters too large to compare in one piece [algorithms.md 2.1:
+    memory is bounded by the largest cluster, "split very large clusters"].
+
+    `x` is the fit sample; a cluster's size in the corpus is estimated as its share of
+    the sample times `population`. A cluster estimated above `max_rows` gets
+    ceil(estimate / max_rows) sub-centroids, a spherical k-means of its sample rows.
+    Returns (S, 1 + d) float32: column 0 the parent cluster, the rest a unit sub-centroid;
+    S = 0 when no cluster is too large.
+    """
+    d = centroids.shape[1] if centroids.ndim == 2 else x.shape[1]
+    parts = [np.zeros((0, 1 + d), np.float32)]
+    if len(x) == 0 or len(centroids) == 0:
+        return parts[0]
+    cluster, _ = nearest_centroid(x, centroids)
+    counts = np.bincount(cluster, minlength=len(centroids))
+    estimate = counts * (population / len(x))
+    for c in np.flatnonzero(estimate > max_rows):
+        members = x[cluster == c]
+        pieces = min(int(np.ceil(estimate[c] / max_rows)), len(members))
+        if pieces < 2:
+            continue
+        sub = fit_centroids(members, pieces, niter, seed + int(c) + 1)
+        parts.append(np.column_stack([np.full(len(sub), c, np.float32), sub]))
+    return np.concatenate(parts).astype(np.float32)
+
+
+def group_of(x: np.ndarray, cluster: np.ndarray, splits: np.ndarray, k: int) -> np.ndarray:
+    """The group each row is compared within: its cluster, or, for a split cluster, k +
+    the index (in `splits`) of its nearest sub-centroid among that cluster's."""
+    group = cluster.copy()
+    if len(splits) == 0:
+        return group
+    parent = splits[:, 0].astype(np.int64)
+    for c in np.unique(parent):
+        rows = np.flatnonzero(cluster == c)
+        if len(rows) == 0:
+            continue
+        own = np.flatnonzero(parent == c)
+        sub, _ = nearest_centroid(x[rows], splits[own, 1:])
+        group[rows] = k + own[sub]
+    return group
+
+
 def nearest_centroid(x: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Each row's cluster (argmax inner product = nearest by cosine) and its cosine.
 

@@ -16,7 +16,11 @@ from operators.dedup.semantic_math import (
     VectorError,
     cluster_duplicates,
     default_k,
+    fit_centroids,
+    group_of,
+    nearest_centroid,
     normalise,
+    split_large_clusters,
     vectors_of,
 )
 from pipelines import columns as C
@@ -52,12 +56,14 @@ def write_input(path: Path, x: np.ndarray | pa.Array) -> str:
     return str(path)
 
 
-def run(path: str, store: FitStore | None = None, **params) -> pa.Table:
-    """The operator over the file read in batches of 64 rows, as step 1."""
+def run(path: str, store: FitStore | None = None, batch_rows: int = 64,
+        metrics: dict | None = None, **params) -> pa.Table:
+    """The operator over the file(s) read in batches of `batch_rows` rows, as step 1."""
     batches = [b for s in discover(path, "auto", "text", "id")
-               for b in read_shard(s, "text", "id", 8_000_000, 64)]
+               for b in read_shard(s, "text", "id", 8_000_000, batch_rows)]
     op = SemanticDedup(SemanticParams(**{"eps": EPS, "k": 4, **params}), Context(seed=3))
-    return pa.concat_tables(run_operators(batches, [op], store=store)).sort_by(C.ORDER)
+    out = run_operators(batches, [op], store=store, metrics=metrics)
+    return pa.concat_tables(out).sort_by(C.ORDER)
 
 
 def comparable(table: pa.Table) -> dict:
@@ -191,7 +197,7 @@ def test_wrong_dimension_is_an_error_naming_the_row(tmp_path):
     op = SemanticDedup(SemanticParams(), Context())
     rows = pa.table({"id": ["x", "y"], "embedding": vec_array(np.ones((2, 8), np.float32))})
     with pytest.raises(VectorError, match="row id 'x'.*8 values, expected 32"):
-        op.assign(rows, np.ones((3, DIM), np.float32))
+        op.assign(rows, np.ones((3, DIM), np.float32), np.zeros((0, DIM + 1), np.float32))
     with pytest.raises(VectorError, match="not a list of floats"):
         vectors_of(pa.array(["a"]), ["x"])
 
@@ -212,3 +218,89 @@ def test_step_metrics_count_clusters_pairs_and_removals(tmp_path):
     assert got["pairs_compared"] == sum(int(n * (n - 1) // 2) for n in sizes.values())
     assert got["removed"] == len(pairs) and got["unclustered_rows"] == 0
     assert got["cluster_size"]["max"] == max(sizes.values())
+
+
+def blobs(sizes: list[int], spread: float = 0.15, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Unit vectors in well-separated blobs of the given sizes, and each row's blob."""
+    rng = np.random.default_rng(seed)
+    centres = normalise(rng.standard_normal((len(sizes), DIM)).astype(np.float32)) * 3
+    label = np.repeat(np.arange(len(sizes)), sizes)
+    x = centres[label] + spread * rng.standard_normal((len(label), DIM)).astype(np.float32)
+    return normalise(x), label
+
+
+def test_nearest_centroid_equals_brute_force():
+    rng = np.random.default_rng(5)
+    x = normalise(rng.standard_normal((500, DIM)).astype(np.float32))
+    centroids = normalise(rng.standard_normal((7, DIM)).astype(np.float32))
+    cluster, cos = nearest_centroid(x, centroids)
+    sims = x.astype(np.float64) @ centroids.T.astype(np.float64)
+    assert np.array_equal(cluster, sims.argmax(axis=1))
+    np.testing.assert_allclose(cos, sims.max(axis=1), atol=1e-6)
+
+
+def test_faiss_centroids_are_the_normalised_means_of_their_rows():
+    """The spherical k-means fixed point, checked by brute force: assign every row to
+    its nearest centroid with numpy, and each centroid is its rows' normalised mean."""
+    x, _ = blobs([120, 80, 200, 60])
+    centroids = fit_centroids(x, 4, 50, seed=1)
+    assigned = (x.astype(np.float64) @ centroids.T).argmax(axis=1)
+    for c in range(4):
+        mean = normalise(x[assigned == c].mean(axis=0, keepdims=True))[0]
+        assert float(mean @ centroids[c]) > 0.9999
+
+
+def test_decisions_do_not_depend_on_how_rows_are_split(tmp_path):
+    x, _ = planted(seed=4)
+    one = write_input(tmp_path / "one.parquet", x)
+    (tmp_path / "split").mkdir()
+    vectors = vec_array(x)
+    for name, (a, b) in {"a": (0, 101), "b": (101, 250), "c": (250, len(x))}.items():
+        pq.write_table(pa.table({"id": [f"r{i}" for i in range(a, b)],
+                                 "text": [f"text {i}" for i in range(a, b)],
+                                 "embedding": vectors.slice(a, b - a)}),
+                       tmp_path / "split" / f"{name}.parquet")
+    keep = ["id", C.REASON, C.DETAIL, "_s1:cluster", "_s1:similar_to", "_s1:cluster_size"]
+    want = run(one, batch_rows=64).select(keep)
+    assert run(one, batch_rows=7).select(keep).equals(want)
+    assert run(str(tmp_path / "split" / "*.parquet"), batch_rows=33).select(keep).equals(want)
+
+
+def test_large_clusters_are_split_and_bounded(tmp_path):
+    x, _ = blobs([600, 40, 40])  # one dense topic, two small ones
+    twins = normalise(x[:30] + 0.005 * np.random.default_rng(1).standard_normal(
+        (30, DIM)).astype(np.float32))
+    path = write_input(tmp_path / "a.parquet", np.concatenate([x, twins]))
+    metrics: dict = {}
+    out = run(path, k=3, max_cluster_rows=150, sample=1000, metrics=metrics)
+    got = metrics[1]
+    assert got["k"] == 3 and got["fit_sample_rows"] == got["input_rows"] == len(x) + 30
+    assert got["split_clusters"] == 1 and got["split_parts"] >= 4
+    # no compared group far above the bound (the split is sized from the sample)
+    assert got["cluster_size"]["max"] <= 2 * 150
+    assert got["clusters"] == 2 + got["split_parts"]
+    # twins that fall in one part are still found; the top-level cluster is the signal
+    dropped = [r for r in out.to_pylist() if r[C.REASON] == "semantic_duplicate"]
+    assert len(dropped) >= 25
+    assert {r["_s1:cluster"] for r in out.to_pylist()[:600]} == {out["_s1:cluster"][0].as_py()}
+    # without the split, one group holds the whole topic
+    whole: dict = {}
+    run(path, k=3, sample=1000, metrics=whole)
+    assert whole[1]["cluster_size"]["max"] >= 600 and whole[1]["split_clusters"] == 0
+
+
+def test_split_groups_equal_brute_force_nearest_sub_centroid():
+    x, _ = blobs([300, 50])
+    centroids = fit_centroids(x, 2, 30, seed=0)
+    splits = split_large_clusters(x, centroids, population=3500, max_rows=1000, niter=30,
+                                  seed=0)
+    cluster, _ = nearest_centroid(x, centroids)
+    group = group_of(x, cluster, splits, len(centroids))
+    big = np.bincount(cluster).argmax()
+    own = np.flatnonzero(splits[:, 0] == big)
+    assert len(own) == 3  # 300/350 of 3500 rows = 3000 estimated -> 3 parts of <= 1000
+    rows = np.flatnonzero(cluster == big)
+    brute = own[(x[rows].astype(np.float64) @ splits[own, 1:].T).argmax(axis=1)]
+    assert np.array_equal(group[rows], 2 + brute)
+    small = np.flatnonzero(cluster != big)
+    assert np.array_equal(group[small], cluster[small])
