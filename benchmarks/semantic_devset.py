@@ -42,13 +42,14 @@ KINDS = ("reword", "reword+reorder", "reword+cut_head", "reword+cut_middle",
          "reword+reorder+cut_middle")
 RATES = (0.35, 0.5, 0.65, 0.8)  # share of eligible prose words substituted, per attempt
 MIN_SOURCE_TOKENS = 50
-STOPWORDS = frozenset("""a about above after again against all also am an and any are as at be
+STOPWORDS = frozenset(re.findall(r"\w+", """
+a about above after again against all also am an and any are as at be
 because been before being below between both but by can could did do does doing down during
 each few for from further had has have having he her here hers him his how i if in into is it
 its itself just may me might more most must my no nor not now of off on once only or other our
 ours out over own same she should so some such than that the their them then there these they
 this those through to too under until up very was we were what when where which while who whom
-why will with would you your yours one two first new use used using see""".split())
+why will with would you your yours one two first new use used using see"""))
 # Code and markup are kept verbatim: a renamed command, identifier, link or reST role
 # would make another document (or broken markup), not a reworded one.
 CODE = re.compile(r"``[^`\n]*``|`[^`\n]*`|\{\{[^}\n]*\}\}"  # inline code, tldr placeholders
