@@ -127,6 +127,8 @@ class Prototypes(GlobalOperator):
     def fit(self, sample: pa.Table) -> np.ndarray:
         """fit: (K', d) float32 unit centroids of the sample's vectors, K' = min(K, rows
         with a vector) [D4 section 3, step 2, the re-clustering]."""
+        if self.params.column not in sample.column_names:  # no live rows: no columns either
+            return np.zeros((0, 0), np.float32)
         x, valid = self._vectors(sample)
         return fit_centroids(x[valid], self._k(population(sample)), self.params.niter,
                              self.ctx.seed)
