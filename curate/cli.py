@@ -13,7 +13,6 @@ from typing import Annotated
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
 from curate.cli_app import (
     InputOpt,
@@ -62,14 +61,15 @@ def run(recipe: Path, input_: InputOpt = None, output: OutputOpt = None,
 
     Ctrl-C stops the run; rerunning the same command resumes it from its last checkpoint.
     """
+    from curate.run_display import RunDisplay, funnel_table
     from pipelines.errors import CurateError, one_line, root_cause
     from pipelines.runner import TRACEBACK_NOTE
     from pipelines.runner import run as run_recipe
 
     loaded = load(recipe, set_, path_overrides(input_, output))
-    with _progress() as live:
+    with RunDisplay(err) as live:
         try:
-            result = run_recipe(loaded.run_spec(), loaded.operators, progress=live.update,
+            result = run_recipe(loaded.run_spec(), loaded.operators, progress=live,
                                 log=lambda message: err.print(escape(message)))
         except KeyboardInterrupt:
             live.stop()
@@ -85,55 +85,11 @@ def run(recipe: Path, input_: InputOpt = None, output: OutputOpt = None,
             hint = f" ({notes[0]})" if notes and not isinstance(cause, CurateError) else ""
             live.stop()
             fail(f"run failed: {one_line(cause)}{hint}")
-    _print_funnel(result.ops)
+    out_console.print(funnel_table(result.ops, result.wall))
     out_console.print(
         f"[green]done[/] in {result.seconds:.1f}s: run {result.run_id} -> {result.output}\n"
         f"ask why: curate stats {result.output} \"SELECT reason, count(*) FROM dropped GROUP BY 1\""
     )
-
-
-class _progress:
-    """A live line: elapsed time, shards written, rows kept."""
-
-    def __enter__(self):
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            SpinnerColumn,
-            TextColumn,
-            TimeElapsedColumn,
-        )
-
-        self.bar = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-                            MofNCompleteColumn(), TextColumn("shards"), TimeElapsedColumn(),
-                            console=err, transient=False)
-        self.bar.start()
-        self.task = self.bar.add_task("reading, transforming (shards are written last)",
-                                      total=None)
-        return self
-
-    def stop(self) -> None:
-        """End the live line before an error is printed under it."""
-        self.bar.stop()
-
-    def update(self, done: int, total: int, kept: int) -> None:
-        self.bar.update(self.task, completed=done, total=total,
-                        description=f"writing shards, {kept:,} rows kept")
-
-    def __exit__(self, *exc) -> None:
-        self.bar.stop()
-
-
-def _print_funnel(ops: list[dict]) -> None:
-    table = Table(title="funnel", title_justify="left")
-    for col in ("step", "name", "op", "in", "out", "dropped", "cpu s"):
-        numeric = col not in ("name", "op")
-        table.add_column(col, justify="right" if numeric else "left")
-    for r in ops:
-        table.add_row(str(r["step"]), r["name"], r["op"], f"{r['rows_in']:,}",
-                      f"{r['rows_out']:,}", f"{r['rows_dropped']:,}", f"{r['seconds']:.2f}")
-    out_console.print(table)
 
 
 @app.command()

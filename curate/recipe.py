@@ -41,6 +41,11 @@ class OutputSpec(Strict):
     path: str = Field(description="output directory")
     rows_per_shard: int = Field(100_000, ge=1, description="maximum rows per output Parquet file")
     compression: Literal["zstd", "snappy", "gzip", "none"] = "zstd"
+    keep_removed: Literal["sample", "all", "none"] = Field(
+        "sample", description="dropped rows kept with their text in the `removed` stats table: "
+        "sample (removed_per_reason per input shard, step and reason), all, or none")
+    removed_per_reason: int = Field(
+        20, ge=1, description="rows kept per input shard, step and reason by keep_removed: sample")
 
 
 class ExecutionSpec(Strict):
@@ -98,7 +103,8 @@ class Recipe(Strict):
                 path=i.path, format=i.format, text_column=i.text_column,
                 id_column=i.id_column, max_doc_bytes=i.max_doc_bytes, batch_rows=i.batch_rows),
             output=engine.OutputSpec(path=o.path, rows_per_shard=o.rows_per_shard,
-                                     compression=o.compression),
+                                     compression=o.compression, keep_removed=o.keep_removed,
+                                     removed_per_reason=o.removed_per_reason),
             execution=engine.ExecutionSpec(
                 address=x.address, seed=x.seed, concurrency=x.concurrency,
                 num_cpus=x.num_cpus, object_store_mb=x.object_store_mb, engine=x.engine,

@@ -18,8 +18,8 @@ import pyarrow.compute as pc
 
 from operators.base import GlobalOperator, MapOperator, Operator
 from pipelines import columns as C
+from pipelines import progress, unique_ids
 from pipelines import stages as S
-from pipelines import unique_ids
 from pipelines.fitted import FitStore
 from pipelines.reader import read_shard
 from pipelines.shards import Shard
@@ -107,7 +107,8 @@ def read_shards(shards: list[Shard], text_column: str, id_column: str, max_doc_b
     if metrics is not None and unique_ids.with_input_ids(shards):
         metrics[0] = {"duplicate_ids": duplicates.num_rows}
     return [b for s in shards
-            for b in read_shard(s, text_column, id_column, max_doc_bytes, batch_rows, duplicates)]
+            for b in progress.reported_reads(
+                read_shard(s, text_column, id_column, max_doc_bytes, batch_rows, duplicates))]
 
 
 def build(shards: list[Shard], operators: list[Operator], writer: ShardWriter, *,

@@ -11,6 +11,7 @@ A run folder (RUN_DIR):
     RUN_DIR/runs.parquet, ops.parquet     the run's record and its funnel
     RUN_DIR/dropped/part-SSSSS.parquet    dropped rows of input shard SSSSS
     RUN_DIR/signals/part-SSSSS.parquet    signals of input shard SSSSS
+    RUN_DIR/removed/part-SSSSS.parquet    dropped rows' texts (all or a sample) of shard SSSSS
     RUN_DIR/recipe.yaml, fingerprint      the resolved recipe; the identity of the work
     RUN_DIR/staging/, checkpoints/        unpublished output; step checkpoints
     RUN_DIR/error.log                     a failed run's traceback
@@ -28,6 +29,7 @@ RUNS_FILE = "runs.parquet"
 OPS_FILE = "ops.parquet"
 DROPPED_DIR = "dropped"
 SIGNALS_DIR = "signals"
+REMOVED_DIR = "removed"
 FITTED_DIR = "fitted"
 FITTED_ARRAY = ".array.parquet"  # fitted numeric arrays: the `fitted` stats view
 # Stats table (view) name -> glob of its files under RUN_DIR.
@@ -36,6 +38,7 @@ RUN_TABLES = {
     "ops": OPS_FILE,
     "signals": f"{SIGNALS_DIR}/*.parquet",
     "dropped": f"{DROPPED_DIR}/*.parquet",
+    "removed": f"{REMOVED_DIR}/*.parquet",
     "fitted": f"{FITTED_DIR}/*{FITTED_ARRAY}",
 }
 
@@ -90,6 +93,11 @@ def signals_file(run_dir: Path, shard: int) -> Path:
     return run_dir / SIGNALS_DIR / f"part-{shard:05d}.parquet"
 
 
+def removed_file(run_dir: Path, shard: int) -> Path:
+    """Dropped rows of input shard `shard` with their text (`output.keep_removed`)."""
+    return run_dir / REMOVED_DIR / f"part-{shard:05d}.parquet"
+
+
 def recipe_file(run_dir: Path) -> Path:
     """The resolved recipe text the run executed."""
     return run_dir / "recipe.yaml"
@@ -120,6 +128,7 @@ def examples_of_own_files(out: Path) -> list[Path]:
         ops_file(run),
         dropped_file(run, 0),
         signals_file(run, 0),
+        removed_file(run, 0),
         checkpoints_dir(run) / "step-001" / "part-00000.parquet",
         manifest_file(out),
     ]

@@ -22,7 +22,7 @@ import ray
 import ray.data
 
 from operators.base import GlobalOperator, MapOperator, Operator
-from pipelines import checkpoints, layout, unique_ids
+from pipelines import checkpoints, layout, progress, unique_ids
 from pipelines import columns as C
 from pipelines import stages as S
 from pipelines.fitted import FitStore
@@ -56,7 +56,8 @@ class ReadShards:
     def __call__(self, batch: dict):
         duplicates = ray.get(self.duplicates) if self.duplicates is not None else None
         for index in batch["shard"]:
-            yield from read_shard(self.shards[int(index)], *self.args, duplicates)
+            yield from progress.reported_reads(
+                read_shard(self.shards[int(index)], *self.args, duplicates))
 
 
 def find_duplicate_ids(shards: list[Shard], id_column: str) -> pa.Table | None:

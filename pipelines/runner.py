@@ -9,12 +9,13 @@ import sys
 import time
 import traceback
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 from operators.base import Operator
 from pipelines import checkpoints, layout, preflight
+from pipelines import progress as P
 from pipelines.accounting import funnel
 from pipelines.errors import one_line, root_cause
 from pipelines.fitted import FitStore
@@ -22,10 +23,10 @@ from pipelines.lock import output_lock
 from pipelines.publish import finish_publish, publish
 from pipelines.run_record import write_ops, write_run
 from pipelines.spec import ExecutionSpec, RunSpec
-from pipelines.writer import ShardWriter, StepInfo
+from pipelines.writer import Recording, ShardWriter, StepInfo
 
 TRACEBACK_NOTE = "full traceback: "  # the note a failed run adds to its exception
-Progress = Callable[[int, int, int], None]  # (shards_done, shards_total, rows_kept_so_far)
+Progress = Callable[[P.RunProgress], None]
 
 
 @dataclass
@@ -35,6 +36,9 @@ class RunResult:
     ops: list[dict]
     seconds: float
     resumed_from: int = 0  # the checkpointed step this run continued after (0: none)
+    # Per step: first batch start to last batch end (`pipelines.progress.wall_seconds`);
+    # empty when the run was given no `progress` to report to.
+    wall: dict[int, float] = field(default_factory=dict)
 
 
 def new_run_id() -> str:
@@ -42,11 +46,13 @@ def new_run_id() -> str:
 
 
 def run(spec: RunSpec, operators: list[Operator], progress: Progress | None = None,
-        log: Callable[[str], None] | None = None) -> RunResult:
+        log: Callable[[str], None] | None = None, interval: float = 0.5) -> RunResult:
     """Execute `spec` with `operators` (one per `spec.steps`) and write output and stats.
 
     An unfinished earlier run of the same work into the same OUT is resumed from its
     newest checkpoint (`pipelines.checkpoints`); `log` hears what was skipped.
+    `progress` hears per-step counts every `interval` seconds while the run works
+    (`pipelines.progress`); without it, no batch is counted.
     """
     inp, outp, ex, recipe_yaml = spec.input, spec.output, spec.execution, spec.recipe_yaml
     out = Path(outp.path).resolve()
@@ -93,15 +99,20 @@ def run(spec: RunSpec, operators: list[Operator], progress: Progress | None = No
         status, error, ops = "failed", None, []
         try:
             writer = ShardWriter(shards, steps, run_id, str(run_dir), inp.id_column,
-                                 outp.rows_per_shard, outp.compression)
-            with _executor(engine, ex) as build:
-                written, built = build(shards, operators, writer, inp, ex, resume)
-                summaries = []
-                for batch in written:
-                    summaries.extend(batch.to_pylist())
-                    if progress:
-                        progress(len(summaries), sum(1 for s in shards if s.rows),
-                                 sum(s["kept"] for s in summaries))
+                                 outp.rows_per_shard, outp.compression, Recording.of(spec))
+            with _executor(engine, ex, progress is not None) as (build, tally):
+                poller = P.Poller(tally, [(s.name, s.op) for s in steps],
+                                  sum(s.rows for s in shards), progress, interval).start()
+                try:
+                    written, built = build(shards, operators, writer, inp, ex, resume)
+                    summaries = []
+                    for batch in written:
+                        summaries.extend(batch.to_pylist())
+                        poller.written(len(summaries), sum(1 for s in shards if s.rows),
+                                       sum(s["kept"] for s in summaries))
+                finally:
+                    poller.stop()
+                wall = P.wall_seconds(poller.counters)
             if blank:
                 built.metrics.setdefault(0, {})["blank_lines"] = blank
             ops = funnel(shards, summaries, steps, built.driver_seconds, built.metrics)
@@ -125,7 +136,7 @@ def run(spec: RunSpec, operators: list[Operator], progress: Progress | None = No
                     raise
                 # A failed run's record is best effort (the disk may be full); the error
                 # being raised is what the user must see.
-    return RunResult(run_id, out, ops, time.perf_counter() - t0, resume.step)
+    return RunResult(run_id, out, ops, time.perf_counter() - t0, resume.step, wall)
 
 
 
@@ -142,25 +153,35 @@ def choose_engine(ex: ExecutionSpec, shards: list) -> str:
 
 
 @contextlib.contextmanager
-def _executor(engine: str, ex: ExecutionSpec) -> Iterator[Callable]:
-    """A `build(shards, operators, writer, inp, ex, resume)` for the engine; Ray (and its
+def _executor(engine: str, ex: ExecutionSpec, counted: bool
+              ) -> Iterator[tuple[Callable, Callable[[], list[P.Counter]]]]:
+    """A `build(shards, operators, writer, inp, ex, resume)` for the engine and the
+    snapshot function of its progress tally (an empty one unless `counted`); Ray (and its
     import, ~2 s) only when the engine is Ray."""
     if engine == "inprocess":
         from pipelines import inprocess
 
-        yield lambda shards, ops, writer, inp, ex, resume: inprocess.build(
-            shards, ops, writer, text_column=inp.text_column, id_column=inp.id_column,
-            max_doc_bytes=inp.max_doc_bytes, batch_rows=inp.batch_rows,
-            store=FitStore(layout.fitted_dir(resume.run_dir)))
+        tally = P.Tally()
+        with P.use(tally.add if counted else None):
+            yield (lambda shards, ops, writer, inp, ex, resume: inprocess.build(
+                shards, ops, writer, text_column=inp.text_column, id_column=inp.id_column,
+                max_doc_bytes=inp.max_doc_bytes, batch_rows=inp.batch_rows,
+                store=FitStore(layout.fitted_dir(resume.run_dir))), tally.snapshot)
         return
     from pipelines import plan
     from pipelines.ray_session import ray_session
 
     with ray_session(ex.address, ex.num_cpus, ex.object_store_mb):
-        yield lambda shards, ops, writer, inp, ex, resume: plan.build(
-            shards, ops, writer, text_column=inp.text_column, id_column=inp.id_column,
-            max_doc_bytes=inp.max_doc_bytes, batch_rows=inp.batch_rows,
-            concurrency=ex.concurrency, resume=resume)
+        tally = P.RayTally() if counted else None
+        try:
+            yield (lambda shards, ops, writer, inp, ex, resume: plan.build(
+                shards, ops, writer, text_column=inp.text_column, id_column=inp.id_column,
+                max_doc_bytes=inp.max_doc_bytes, batch_rows=inp.batch_rows,
+                concurrency=ex.concurrency, resume=resume),
+                tally.snapshot if tally else list)
+        finally:
+            if tally:
+                tally.close()
 
 
 def _record_failure(run_dir: Path, exc: BaseException) -> None:

@@ -14,6 +14,7 @@ from typing import Literal
 InputFormat = Literal["auto", "parquet", "jsonl"]
 Compression = Literal["zstd", "snappy", "gzip", "none"]
 Engine = Literal["auto", "ray", "inprocess"]
+KeepRemoved = Literal["sample", "all", "none"]
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,8 @@ class OutputSpec:
     path: str            # output directory (OUT)
     rows_per_shard: int  # maximum rows per output Parquet file
     compression: Compression
+    keep_removed: KeepRemoved  # dropped rows' texts kept in `removed`: a sample, all, none
+    removed_per_reason: int    # sample size per input shard, step and reason
 
 
 @dataclass(frozen=True)

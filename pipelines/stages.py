@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 
 from operators.base import POPULATION_KEY, GlobalOperator, Stage
 from pipelines import columns as C
+from pipelines import progress
 from pipelines.fitted import FitStore
 from pipelines.steps import apply_step
 
@@ -73,18 +74,26 @@ class StageCall:
         return partial(stage.fn, **{name: self.values[name].get() for name in stage.uses})
 
     def __call__(self, table: pa.Table) -> pa.Table:
-        if self.purpose == "map":
-            return apply_step(table, self.fn(), self.op, self.step, self.last)
-        if self.purpose == "emit":
-            return emit(table, self.fn())
-        if self.purpose == "reduce":
-            return reduce(table, self.fn())
         stage = self.stage
-        if self.purpose == "project":
-            return emit(table, partial(project, key=stage.key, columns=stage.columns))
-        if self.purpose == "groups":
-            return reduce(table, partial(apply_groups, key=stage.key, fn=self.fn()))
-        raise ValueError(f"unknown stage call purpose {self.purpose!r}")
+        if self.purpose == "map":
+            return apply_step(table, self.fn(), self.op, self.step, self.last, stage.name)
+        start = time.time()
+        if self.purpose == "emit":
+            out = emit(table, self.fn())
+        elif self.purpose == "reduce":
+            out = reduce(table, self.fn())
+        elif self.purpose == "project":
+            out = emit(table, partial(project, key=stage.key, columns=stage.columns))
+        elif self.purpose == "groups":
+            out = reduce(table, partial(apply_groups, key=stage.key, fn=self.fn()))
+        else:
+            raise ValueError(f"unknown stage call purpose {self.purpose!r}")
+        # Emit and project see rows; reduce and groups see side records.
+        rows = self.purpose in ("emit", "project")
+        progress.report(self.step, stage.name,
+                        progress.live_rows(table) if rows else table.num_rows, None,
+                        start, time.time(), progress.ROWS if rows else progress.RECORDS)
+        return out
 
 
 class Executor(Protocol):
@@ -164,9 +173,13 @@ def _resolve(call: StageCall, stage: Stage, ex: Executor) -> None:
     rows = ex.select_rows(referenced_orders(records, stage.refs), stage.columns, stage.prepare)
     # Only the operator's own work counts: gathering above waits on upstream work, which
     # would make ops.seconds (CPU time in the step) include other steps.
+    began = time.time()
+    progress.report(call.step, stage.name, 0, None, began, began, progress.RECORDS)
     start = time.perf_counter()
     decisions = call.fn()(records, rows)
     ex.driver_time(call.step, time.perf_counter() - start)
+    progress.report(call.step, stage.name, records.num_rows, None, began, time.time(),
+                    progress.RECORDS)
     ex.record_metrics(call.step, step_metrics(decisions))
     ex.attach(decisions.sort_by(C.ORDER))
 
@@ -190,9 +203,13 @@ def _fit(op: GlobalOperator, step: int, stage: Stage, ex: Executor, store: FitSt
     if stage.sample < 1:
         raise ValueError(f"{op.name}: fit stage {stage.name!r} needs a sample size >= 1")
     sample = ex.sample(stage.columns, stage.sample, op.ctx.seed)
+    began = time.time()
+    progress.report(step, stage.name, 0, None, began, began, progress.SAMPLE)
     start = time.perf_counter()
     value = stage.fn(sample, **{name: values[name].get() for name in stage.uses})
     ex.driver_time(step, time.perf_counter() - start)
+    progress.report(step, stage.name, sample.num_rows, None, began, time.time(),
+                    progress.SAMPLE)
     if store is not None:
         store.save(step, stage.name, value)
     return value

@@ -16,14 +16,17 @@ import pyarrow.compute as pc
 
 from operators.base import BatchResult, Operator
 from pipelines import columns as C
+from pipelines import progress
 from pipelines.errors import AccountingError
 
 _KINDS = {"num": pa.float64(), "text": pa.string()}
 
 
 def apply_step(batch: pa.Table, fn: Callable[[pa.Table], BatchResult], op: Operator,
-               step: int, last_stage: bool) -> pa.Table:
-    """Run `fn` on the live rows of `batch` as step `step`; return all rows."""
+               step: int, last_stage: bool, stage: str = "") -> pa.Table:
+    """Run `fn` on the live rows of `batch` as step `step` (its stage `stage`, if a
+    global operator's); return all rows. The batch is reported to `pipelines.progress`."""
+    began = time.time()
     start = time.perf_counter()
     live_mask = pc.is_null(batch[C.DROP_STEP])
     live = batch.filter(live_mask)
@@ -52,6 +55,10 @@ def apply_step(batch: pa.Table, fn: Callable[[pa.Table], BatchResult], op: Opera
         out = out.drop_columns([c for c in out.column_names if C.is_temporary(c)])
 
     seconds = time.perf_counter() - start
+    # Rows out only from the step's last stage: earlier stages' kept rows are not the
+    # step's output yet.
+    kept_rows = result.reason.null_count if last_stage else None
+    progress.report(step, stage, live.num_rows, kept_rows, began, began + seconds)
     tcol = C.seconds_column(step)
     per_row = seconds / max(live.num_rows, 1)
     if tcol in out.column_names:

@@ -49,11 +49,23 @@ FITTED_SCHEMA = pa.schema([
 array row (`value` the row's numbers; a 1-D array has one number a row), by step and fit
 stage name."""
 
+REMOVED_SCHEMA = pa.schema([
+    ("run_id", pa.string()), ("step", pa.int16()), ("op", pa.string()), ("name", pa.string()),
+    ("id", pa.string()), ("reason", pa.string()), ("detail", pa.string()),
+    ("text", pa.string()),
+])
+"""removed: dropped rows with their text as it was when dropped (null for rows the reader
+quarantined: unreadable, too large or a duplicate id): every dropped row
+(`output.keep_removed: all`) or, per input shard, step and reason, the
+`output.removed_per_reason` rows with the smallest xxh3-64 of their id seeded by
+`execution.seed` (`sample`, the default); none with `none`."""
+
 STATS_TABLES: dict[str, pa.Schema] = {
     "runs": RUNS_SCHEMA,
     "ops": OPS_SCHEMA,
     "signals": SIGNALS_SCHEMA,
     "dropped": DROPPED_SCHEMA,
+    "removed": REMOVED_SCHEMA,
     "fitted": FITTED_SCHEMA,
 }
 """View name -> schema of every stats table."""

@@ -1,4 +1,4 @@
-"""Writing one input shard's rows: output shards, dropped rows and signals.
+"""Writing one input shard's rows: output shards, dropped rows, removed texts and signals.
 
 Called with *every* row of one or more input shards (the pipeline hands one task the
 blocks that hold a shard's rows), so it can prove nothing was lost or duplicated before
@@ -16,12 +16,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+import xxhash
 
 from pipelines import columns as C
 from pipelines import layout
 from pipelines.errors import AccountingError
 from pipelines.shards import Shard
-from pipelines.tables import DROPPED_SCHEMA, SIGNALS_SCHEMA
+from pipelines.spec import KeepRemoved, RunSpec
+from pipelines.tables import DROPPED_SCHEMA, REMOVED_SCHEMA, SIGNALS_SCHEMA
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,21 @@ class StepInfo:
     index: int
     op: str
     name: str
+
+
+@dataclass(frozen=True)
+class Recording:
+    """What the writer records besides the rows' fate: removed rows' texts."""
+
+    text_column: str = "text"
+    keep_removed: KeepRemoved = "sample"
+    removed_per_reason: int = 20
+    seed: int = 0
+
+    @classmethod
+    def of(cls, spec: RunSpec) -> Recording:
+        return cls(spec.input.text_column, spec.output.keep_removed,
+                   spec.output.removed_per_reason, spec.execution.seed)
 
 
 def atomic_write(table: pa.Table, path: Path, compression: str = "zstd") -> None:
@@ -47,7 +64,8 @@ class ShardWriter:
     """Callable on a table of rows: writes each input shard found in it."""
 
     def __init__(self, shards: list[Shard], steps: list[StepInfo], run_id: str, run_dir: str,
-                 id_column: str, rows_per_shard: int, compression: str) -> None:
+                 id_column: str, rows_per_shard: int, compression: str,
+                 recording: Recording = Recording()) -> None:
         self.shards = {s.index: s for s in shards}
         self.steps = steps
         self.run_id = run_id
@@ -55,6 +73,7 @@ class ShardWriter:
         self.id_column = id_column
         self.rows_per_shard = rows_per_shard
         self.compression = compression
+        self.recording = recording
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         summaries = []
@@ -83,6 +102,7 @@ class ShardWriter:
         self._write_output(shard, kept)
         ids = pc.cast(rows[self.id_column], pa.string())
         self._write_dropped(shard, rows, ids)
+        self._write_removed(shard, rows, ids)
         self._write_signals(shard, rows, ids)
 
         steps = np.asarray(pc.fill_null(drop_step, -1).to_numpy(zero_copy_only=False))
@@ -118,6 +138,31 @@ class ShardWriter:
         }, schema=DROPPED_SCHEMA)
         atomic_write(table, layout.dropped_file(self.run_dir, shard.index))
 
+    def _write_removed(self, shard: Shard, rows: pa.Table, ids: pa.Array) -> None:
+        rec = self.recording
+        if rec.keep_removed == "none":
+            return
+        mask = pc.is_valid(rows[C.DROP_STEP])
+        gone, gone_ids = rows.filter(mask), ids.filter(mask)
+        if rec.keep_removed == "sample":
+            pick = pa.array(sample_per_group(gone[C.DROP_STEP], gone[C.REASON], gone_ids,
+                                             rec.removed_per_reason, rec.seed))
+            gone, gone_ids = gone.take(pick), gone_ids.take(pick)
+        text = (pc.cast(gone[rec.text_column], pa.string())
+                if rec.text_column in gone.column_names else pa.nulls(gone.num_rows, pa.string()))
+        step = gone[C.DROP_STEP].to_numpy()
+        table = pa.table({
+            "run_id": pa.array([self.run_id] * gone.num_rows, pa.string()),
+            "step": gone[C.DROP_STEP],
+            "op": self._lookup(step, "op"),
+            "name": self._lookup(step, "name"),
+            "id": gone_ids,
+            "reason": gone[C.REASON],
+            "detail": gone[C.DETAIL],
+            "text": text,
+        }, schema=REMOVED_SCHEMA)
+        atomic_write(table, layout.removed_file(self.run_dir, shard.index))
+
     def _write_signals(self, shard: Shard, rows: pa.Table, ids: pa.Array) -> None:
         parts = []
         for name in rows.column_names:
@@ -146,6 +191,32 @@ class ShardWriter:
     def _lookup(self, step: np.ndarray, field: str) -> pa.Array:
         names = np.array([getattr(s, field) for s in self.steps], dtype=object)
         return pa.array(names[step.astype(np.int64)] if step.size else [], pa.string())
+
+
+def id_hashes(ids: pa.Array | pa.ChunkedArray, seed: int) -> np.ndarray:
+    """xxh3-64 of each id's UTF-8 bytes seeded by `seed` (a null id hashes as empty)."""
+    digest, seed = xxhash.xxh3_64_intdigest, seed & 0xFFFF_FFFF_FFFF_FFFF
+    raw = pc.cast(ids, pa.string()).to_pylist()
+    return np.fromiter((digest((i or "").encode(), seed) for i in raw), np.uint64,
+                       count=len(raw))
+
+
+def sample_per_group(step: pa.ChunkedArray, reason: pa.ChunkedArray, ids: pa.Array,
+                     n: int, seed: int) -> np.ndarray:
+    """Ascending indices of the `n` rows with the smallest `id_hashes` in each (step, reason).
+
+    It depends only on the rows' ids, never on how they were split into blocks, so both
+    engines and a resumed run pick the same rows; ties keep input order (stable sort).
+    """
+    if not len(ids):
+        return np.zeros(0, np.int64)
+    codes = pc.dictionary_encode(pc.fill_null(reason, "")).combine_chunks().indices
+    group = np.asarray(step.to_numpy(), np.int64) << 32 | codes.to_numpy().astype(np.int64)
+    perm = np.lexsort((id_hashes(ids, seed), group))
+    sorted_group = group[perm]
+    starts = np.flatnonzero(np.r_[True, sorted_group[1:] != sorted_group[:-1]])
+    rank = np.arange(len(perm)) - np.repeat(starts, np.diff(np.r_[starts, len(perm)]))
+    return np.sort(perm[rank < n])
 
 
 SUMMARY_SCHEMA = pa.schema([

@@ -8,12 +8,21 @@ keep the longest text of every run of `per_group` rows and mark the others for d
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field
 
-from operators.base import ORDER_COLUMN, BatchResult, GlobalOperator, Params, Stage
+from operators.base import (
+    ORDER_COLUMN,
+    BatchResult,
+    GlobalOperator,
+    MapOperator,
+    Params,
+    Stage,
+)
 
 CLUSTER, LOSER, KEEPER = "_toy_cluster", "_toy_loser", "_toy_keeper"
 
@@ -79,3 +88,20 @@ class ToyClusters(GlobalOperator):
         return BatchResult(batch, pc.if_else(loser, "toy_loser", none),
                            pc.if_else(loser, detail, none),
                            {"cluster": pc.cast(batch[CLUSTER], pa.float64())})
+
+
+class SlowParams(Params):
+    seconds_per_row: float = Field(0.001, ge=0)
+
+
+class SlowMap(MapOperator):
+    """`test.slow`: keeps every row after sleeping in proportion to the batch's rows, so a
+    run lasts long enough to watch its progress, whatever batches Ray Data forms."""
+
+    name = "test.slow"
+    doc = "test-only: sleeps per row, keeps every row"
+    Params = SlowParams
+
+    def process(self, batch: pa.Table) -> BatchResult:
+        time.sleep(self.params.seconds_per_row * batch.num_rows)
+        return BatchResult.keep_all(batch)

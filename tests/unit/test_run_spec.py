@@ -36,7 +36,8 @@ def test_recipe_converts_to_run_spec_with_defaults_filled():
         name="spec-test",
         input=InputSpec(path="in/*.jsonl", format="jsonl", text_column="text",
                         id_column="doc_id", max_doc_bytes=8_000_000, batch_rows=100),
-        output=OutputSpec(path="out", rows_per_shard=100_000, compression="snappy"),
+        output=OutputSpec(path="out", rows_per_shard=100_000, compression="snappy",
+                          keep_removed="sample", removed_per_reason=20),
         execution=ExecutionSpec(address="local", seed=7, concurrency=3, num_cpus=None,
                                 object_store_mb=1024, engine="auto",
                                 inprocess_max_rows=100_000),
@@ -95,3 +96,4 @@ def test_every_stats_table_has_files_in_the_layout():
     assert layout.ops_file(run).name == layout.RUN_TABLES["ops"]
     assert layout.dropped_file(run, 3).match(layout.RUN_TABLES["dropped"])
     assert layout.signals_file(run, 3).match(layout.RUN_TABLES["signals"])
+    assert layout.removed_file(run, 3).match(layout.RUN_TABLES["removed"])
