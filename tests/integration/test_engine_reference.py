@@ -24,8 +24,12 @@ CASES = {
     "embed": ({"batch_size": 16}, 60),
     "dedup.minhash": ({"threshold": 0.7}, 600),
     "dedup.semantic": ({"k": 3, "eps": 0.05}, 60),
+    "select.prototypes": ({"k": 3, "keep_fraction": 0.8}, 60),
+    "select.balanced": ({"target_fraction": 0.5, "levels": [4, 2]}, 60),
 }
-NEEDS = {"dedup.semantic": [{"op": "embed", "params": {"batch_size": 16}}]}  # earlier steps
+_EMBED = [{"op": "embed", "params": {"batch_size": 16}}]
+NEEDS = {"dedup.semantic": _EMBED, "select.prototypes": _EMBED,  # earlier steps
+         "select.balanced": _EMBED}
 
 
 @pytest.fixture(scope="module")
