@@ -21,6 +21,7 @@ FORMAT = 1  # artefact layout version: bump when the layout or the build recipe 
 
 class StaticEncoder(Encoder):
     backend = "static"
+    token_bag = True
 
     def __init__(self, artefact: Path, max_tokens: int | None, threads: int | None) -> None:
         offline()
@@ -31,9 +32,17 @@ class StaticEncoder(Encoder):
         self.dim = int(self.model.dim)
 
     def encode(self, texts: Sequence[str], batch_size: int) -> np.ndarray:
+        return self._mean(texts, batch_size, self.max_tokens)
+
+    def encode_whole(self, texts: Sequence[str], batch_size: int) -> np.ndarray:
+        """Untruncated: the mean over all of a text's token vectors, which is exactly the
+        token-weighted mean of its windows' (unnormalised) means."""
+        return self._mean(texts, batch_size, None)
+
+    def _mean(self, texts: Sequence[str], batch_size: int, max_length: int | None) -> np.ndarray:
         if not len(texts):
             return np.zeros((0, self.dim), np.float32)
-        vectors = self.model.encode(list(texts), max_length=self.max_tokens,
+        vectors = self.model.encode(list(texts), max_length=max_length,
                                     batch_size=max(batch_size, 1024), show_progress_bar=False,
                                     use_multiprocessing=False)
         return normalise(vectors)

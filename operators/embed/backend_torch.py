@@ -13,6 +13,7 @@ import numpy as np
 from operators.embed.models import (
     Encoder,
     check_max_tokens,
+    copy_tokenizer,
     model_fingerprint,
     model_layout,
     offline,
@@ -40,3 +41,6 @@ class TorchEncoder(Encoder):
         out = self.model.encode(list(texts), batch_size=batch_size, normalize_embeddings=True,
                                 convert_to_numpy=True, show_progress_bar=False)
         return np.asarray(out, dtype=np.float32).reshape(len(texts), self.dim)
+
+    def wordpiece_tokenizer(self):
+        return copy_tokenizer(self.model.tokenizer.backend_tokenizer)

@@ -3,8 +3,10 @@
 Layout: `CACHE_DIR/<backend>-<namespace>/part-*.parquet`, one file per batch that had
 misses, columns `key` (16-byte xxh3-128 of namespace + UTF-8 text) and `vector`
 (fixed_size_list<float32>). The namespace is a hash of the model fingerprint (a hash of
-the model's files), the backend, `max_tokens` and the dimension, so a different model,
-backend or truncation never reads another's vectors; `info.json` in the folder says which
+the model's files), the backend, `max_tokens`, the dimension and, for whole-document
+vectors (`long_text: chunks`), the window settings, so a different model, backend,
+truncation or chunking never reads another's vectors (head vectors keep the namespace
+they had before chunking existed); `info.json` in the folder says which
 in words. Files land by atomic rename and carry unique names, so several Ray actors can
 share one cache directory; each reads what existed when it started.
 
@@ -28,8 +30,11 @@ import xxhash
 
 class EmbeddingCache:
     def __init__(self, root: str | os.PathLike, *, model_id: str, backend: str, max_tokens: int,
-                 dim: int) -> None:
+                 dim: int, long_text: str = "head") -> None:
+        """`long_text`: "head", or what a chunked vector depends on (`chunks.chunk_key`)."""
         ident = f"{model_id}|{backend}|{max_tokens}|{dim}"
+        if long_text != "head":
+            ident += f"|{long_text}"
         self.namespace = xxhash.xxh3_64_hexdigest(ident.encode())
         self.prefix = ident.encode() + b"\x00"
         self.dim = dim
@@ -39,7 +44,8 @@ class EmbeddingCache:
         if not info.exists():
             tmp = info.with_name(f".info.json.{uuid.uuid4().hex}")
             tmp.write_text(json.dumps({"model_id": model_id, "backend": backend,
-                                       "max_tokens": max_tokens, "dim": dim}, indent=2))
+                                       "max_tokens": max_tokens, "dim": dim,
+                                       "long_text": long_text}, indent=2))
             os.replace(tmp, info)
         self._index: dict[bytes, tuple[int, int]] = {}
         self._blocks: list[np.ndarray] = []

@@ -151,8 +151,21 @@ class Encoder:
     model_id: str
     max_tokens: int
 
+    # A token bag (static): a text's vector is a mean of context-free token vectors, so a
+    # whole text is embedded at once instead of window by window (`long_text: chunks`).
+    token_bag = False
+
     def encode(self, texts: Sequence[str], batch_size: int) -> np.ndarray:
         raise NotImplementedError
+
+    def encode_whole(self, texts: Sequence[str], batch_size: int) -> np.ndarray:
+        """Token bags only: vectors of the untruncated texts."""
+        raise NotImplementedError(f"{self.backend} embeds long texts in windows")
+
+    def wordpiece_tokenizer(self):
+        """An independent, untruncated copy of the `tokenizers.Tokenizer` the encoder runs
+        (the onnx/openvino `HeadTokenizer`'s), for cutting texts into windows."""
+        return copy_tokenizer(self.tokenizer.tokenizer)
 
     @property
     def variant(self) -> str:
@@ -173,6 +186,13 @@ class Encoder:
 def check_max_tokens(max_tokens: int, positions: int) -> None:
     if max_tokens > positions:
         raise ValueError(f"max_tokens={max_tokens} exceeds the model's {positions} positions")
+
+
+def copy_tokenizer(tokenizer):
+    """A copy of a `tokenizers.Tokenizer`: changing its truncation leaves the original's."""
+    from tokenizers import Tokenizer
+
+    return Tokenizer.from_str(tokenizer.to_str())
 
 
 def normalise(v: np.ndarray) -> np.ndarray:
