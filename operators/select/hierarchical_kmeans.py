@@ -66,7 +66,8 @@ class Hierarchy:
         out[:, 0] = leaf
         for level, parent in enumerate(self.parents, start=1):
             below = out[:, level - 1]
-            out[:, level] = np.where(below >= 0, parent[np.maximum(below, 0)], -1)
+            has = below >= 0
+            out[has, level] = parent[below[has]]
         return out
 
 

@@ -198,3 +198,12 @@ def test_default_levels_follow_the_corpus_size(tmp_path):
 def test_bad_params_are_rejected(params, message):
     with pytest.raises(ValidationError, match=message):
         BalancedParams(**params)
+
+
+def test_a_corpus_without_any_vector_drops_every_row_as_no_embedding(tmp_path):
+    nulls = pa.FixedSizeListArray.from_arrays(pa.array(np.zeros(10 * DIM), pa.float32()), DIM,
+                                              mask=pa.array(np.ones(10, bool)))
+    metrics: dict = {}
+    out = run(write_input(tmp_path / "a.parquet", nulls), metrics=metrics, target_size=5)
+    assert out[C.REASON].to_pylist() == ["no_embedding"] * 10
+    assert metrics[1]["rows_with_vector"] == 0 and metrics[1]["selected"] == 0
