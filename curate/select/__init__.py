@@ -1,0 +1,1 @@
+"""Batch selectors for training loops (no Ray, no curate run): `jest`."""
