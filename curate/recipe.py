@@ -61,6 +61,9 @@ class ExecutionSpec(Strict):
         "in process for a local run of at most inprocess_max_rows input rows, else Ray")
     inprocess_max_rows: int = Field(
         100_000, ge=0, description="largest input (rows) that engine auto runs in process")
+    tokenizer: Literal["cl100k_base", "none"] = Field(
+        "cl100k_base", description="tokenizer counting ops.tokens_in/tokens_out (OpenAI's "
+        "cl100k_base BPE, offline); none: no token counts")
 
     @model_validator(mode="after")
     def _local_only(self) -> ExecutionSpec:
@@ -108,7 +111,7 @@ class Recipe(Strict):
             execution=engine.ExecutionSpec(
                 address=x.address, seed=x.seed, concurrency=x.concurrency,
                 num_cpus=x.num_cpus, object_store_mb=x.object_store_mb, engine=x.engine,
-                inprocess_max_rows=x.inprocess_max_rows),
+                inprocess_max_rows=x.inprocess_max_rows, tokenizer=x.tokenizer),
             steps=tuple(s.name or s.op for s in self.steps),
             recipe_yaml=recipe_yaml,
         )

@@ -45,6 +45,7 @@ class ExecutionSpec:
     object_store_mb: int       # object store size for an embedded Ray
     engine: Engine             # ray, inprocess, or auto (see `pipelines.runner.choose_engine`)
     inprocess_max_rows: int    # largest input that engine auto runs in process
+    tokenizer: str             # counts ops' tokens (`pipelines.tokens`); "none": no counting
 
 
 @dataclass(frozen=True)

@@ -23,9 +23,16 @@ OPS_SCHEMA = pa.schema([
     ("run_id", pa.string()), ("step", pa.int16()), ("op", pa.string()), ("name", pa.string()),
     ("rows_in", pa.int64()), ("rows_out", pa.int64()), ("rows_dropped", pa.int64()),
     ("seconds", pa.float64()), ("metrics", pa.string()),
+    ("tokens_in", pa.int64()), ("bytes_out", pa.int64()), ("words_out", pa.int64()),
+    ("tokens_out", pa.int64()),
 ])
 """ops: one row per step of a succeeded run (step 0 is `input.read`): the funnel of rows
-in, out and dropped, CPU seconds, and the step's metrics as JSON."""
+in, out and dropped, CPU seconds, the step's metrics as JSON, and the size of the text:
+tokens going in, and the UTF-8 bytes, words and tokens of the rows the step kept
+(`pipelines.tokens`). Each row's text is measured once, as it leaves the pipeline, and
+counted in every step it survived, so a step that rewrites text (`text.normalize`) and
+the steps before it are counted on the rewritten text. Tokens are null when
+`execution.tokenizer` is `none`."""
 
 DROPPED_SCHEMA = pa.schema([
     ("run_id", pa.string()), ("step", pa.int16()), ("op", pa.string()), ("name", pa.string()),

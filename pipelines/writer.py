@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 import xxhash
 
 from pipelines import columns as C
-from pipelines import layout
+from pipelines import layout, tokens
 from pipelines.errors import AccountingError
 from pipelines.shards import Shard
 from pipelines.spec import KeepRemoved, RunSpec
@@ -35,17 +35,19 @@ class StepInfo:
 
 @dataclass(frozen=True)
 class Recording:
-    """What the writer records besides the rows' fate: removed rows' texts."""
+    """What the writer records besides the rows' fate: removed rows' texts, text sizes."""
 
     text_column: str = "text"
     keep_removed: KeepRemoved = "sample"
     removed_per_reason: int = 20
     seed: int = 0
+    tokenizer: str = tokens.NONE
 
     @classmethod
     def of(cls, spec: RunSpec) -> Recording:
         return cls(spec.input.text_column, spec.output.keep_removed,
-                   spec.output.removed_per_reason, spec.execution.seed)
+                   spec.output.removed_per_reason, spec.execution.seed,
+                   spec.execution.tokenizer)
 
 
 def atomic_write(table: pa.Table, path: Path, compression: str = "zstd") -> None:
@@ -113,7 +115,25 @@ class ShardWriter:
             seconds.append(float(pc.sum(rows[col]).as_py() or 0.0)
                            if col in rows.column_names else 0.0)
         return summary_table([(shard.index, rows.num_rows, kept.num_rows, dropped_per_step,
-                               seconds)])
+                               seconds, *self._sizes(rows, steps))])
+
+    def _sizes(self, rows: pa.Table, drop_step: np.ndarray
+               ) -> tuple[int | None, list[int], list[int], list[int] | None]:
+        """(tokens of every row, then per step the UTF-8 bytes, words and tokens of the
+        rows it kept). Each row's text is measured once, as it reaches the writer (a kept
+        row's output text, a dropped row's text when dropped), and counts for every step
+        it survived: a row dropped at step k is in the output of steps 0..k-1."""
+        rec = self.recording
+        text = (rows[rec.text_column] if rec.text_column in rows.column_names
+                else pa.nulls(rows.num_rows, pa.string()))
+        survived = np.where(drop_step < 0, len(self.steps), drop_step)
+        per_step = [_out_per_step(tokens.utf8_bytes(text), survived, len(self.steps)),
+                    _out_per_step(tokens.words(text), survived, len(self.steps))]
+        if rec.tokenizer == tokens.NONE:
+            return None, *per_step, None
+        counts = tokens.tokens(text, rec.tokenizer)
+        return (int(counts.sum()), *per_step,
+                _out_per_step(counts, survived, len(self.steps)))
 
     def _write_output(self, shard: Shard, kept: pa.Table) -> None:
         user = kept.drop_columns([c for c in kept.column_names if C.is_internal(c)])
@@ -219,9 +239,18 @@ def sample_per_group(step: pa.ChunkedArray, reason: pa.ChunkedArray, ids: pa.Arr
     return np.sort(perm[rank < n])
 
 
+def _out_per_step(sizes: np.ndarray, survived: np.ndarray, steps: int) -> list[int]:
+    """Per step s, the sum of `sizes` over rows whose drop step is after s (`survived`:
+    the drop step, or `steps` for a kept row)."""
+    lost = np.bincount(survived, weights=sizes, minlength=steps + 1)[:steps]
+    return (int(sizes.sum()) - np.rint(np.cumsum(lost)).astype(np.int64)).tolist()
+
+
 SUMMARY_SCHEMA = pa.schema([
     ("shard", pa.int32()), ("rows", pa.int64()), ("kept", pa.int64()),
     ("dropped", pa.list_(pa.int64())), ("seconds", pa.list_(pa.float64())),
+    ("tokens", pa.int64()), ("bytes_out", pa.list_(pa.int64())),
+    ("words_out", pa.list_(pa.int64())), ("tokens_out", pa.list_(pa.int64())),
 ])
 
 

@@ -1,4 +1,5 @@
-"""Both engines keep the same removed rows (a sample chosen per shard, not per block)."""
+"""Both engines keep the same removed rows (a sample chosen per shard, not per block) and
+count the same tokens."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from curate.recipe import parse_recipe
+from curate.stats import query
 from pipelines.runner import run
 
 pytestmark = pytest.mark.ray
@@ -29,12 +31,16 @@ def removed(out) -> dict:
 
 
 def test_ray_and_in_process_keep_the_same_removed_rows(ray_session, tmp_path):
-    got = {}
+    got, ops = {}, {}
     for engine in ("ray", "inprocess"):
         out = tmp_path / engine
         loaded = parse_recipe(RECIPE.format(out=out, engine=engine))
         run(loaded.recipe.run_spec(engine), loaded.operators)
         got[engine] = removed(out)
+        ops[engine] = query(out, "SELECT step, rows_out, tokens_in, tokens_out, bytes_out, "
+                                 "words_out FROM ops ORDER BY step").to_pylist()
+    assert ops["ray"] == ops["inprocess"]
+    assert all(r["tokens_out"] > 0 for r in ops["ray"])
     assert len(got["ray"]) == 4
     assert got["ray"] == got["inprocess"]
     rows = [r for rows in got["ray"].values() for r in rows]

@@ -38,7 +38,9 @@ def writer(tmp_path, rows: int) -> ShardWriter:
 
 def test_writer_counts_and_writes_every_row(tmp_path):
     summary = writer(tmp_path, 5)(carried(5, {1: 0, 3: 1})).to_pylist()[0]
-    assert summary == {"shard": 0, "rows": 5, "kept": 3, "dropped": [1, 1], "seconds": [0, 0]}
+    assert summary == {"shard": 0, "rows": 5, "kept": 3, "dropped": [1, 1], "seconds": [0, 0],
+                       "tokens": None, "bytes_out": [4, 3], "words_out": [4, 3],
+                       "tokens_out": None}
     parts = sorted((tmp_path / "run" / "staging").glob("*.parquet"))
     assert [p.name for p in parts] == ["part-00000-0000.parquet", "part-00000-0001.parquet"]
     kept = pa.concat_tables(pq.read_table(p) for p in parts)

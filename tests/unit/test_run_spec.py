@@ -40,7 +40,7 @@ def test_recipe_converts_to_run_spec_with_defaults_filled():
                           keep_removed="sample", removed_per_reason=20),
         execution=ExecutionSpec(address="local", seed=7, concurrency=3, num_cpus=None,
                                 object_store_mb=1024, engine="auto",
-                                inprocess_max_rows=100_000),
+                                inprocess_max_rows=100_000, tokenizer="cl100k_base"),
         steps=("text.normalize", "exact"),
         recipe_yaml="resolved: text",
     )
