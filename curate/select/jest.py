@@ -1,5 +1,6 @@
 """JEST's batch selector (Evans, Parthasarathy, Merzic, Hénaff 2024, arXiv 2406.17711;
-algorithms.md section 1), for any training loop: numpy only, no Ray, no curate run.
+algorithms.md section 1), for any training loop: numpy in and out, no Ray, no curate run
+(torch computes the B x B pair losses: its softplus is several times numpy's logaddexp).
 
 Given a super-batch of B paired examples (left/right embeddings, e.g. query/passage) as
 seen by the learner and by a frozen reference model, `select` returns the indices of a
@@ -33,14 +34,17 @@ def pair_losses(left: np.ndarray, right: np.ndarray, scale: float = SIGLIP_SCALE
 
     Rows are L2-normalised here, so callers may pass raw embeddings.
     """
+    import torch
+
     x, y = _unit(left), _unit(right)
     if x.shape != y.shape:
         raise ValueError(f"left and right embeddings differ in shape: {x.shape} vs {y.shape}")
-    z = np.float32(scale) * (x @ y.T) + np.float32(bias)
-    # -label·z: +z off the diagonal, -z on it; softplus(a) = log(1 + e^a), overflow-safe.
-    a = z
-    np.fill_diagonal(a, -np.diagonal(z))
-    return np.logaddexp(np.float32(0), a)
+    with torch.no_grad():
+        z = torch.from_numpy(x) @ torch.from_numpy(y).T
+        z.mul_(scale).add_(bias)
+        # -label·z: +z off the diagonal, -z on it; softplus is log(1 + e^a), overflow-safe.
+        z.diagonal().neg_()
+        return torch.nn.functional.softplus(z).numpy()
 
 
 def batch_loss(losses: np.ndarray, chosen: np.ndarray | None = None) -> float:
