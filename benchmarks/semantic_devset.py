@@ -319,10 +319,11 @@ def build(args: argparse.Namespace) -> dict:
         pairs.append({"id_a": src["id"], "id_b": twin_id, "kind": tw.kind,
                       "jaccard": tw.jaccard, "reword_rate": tw.rate, "kept_fraction": tw.kept})
     rng.shuffle(rows)
-    return write(Path(args.out), rows, pairs, args)
+    return write(Path(args.out), rows, pairs, args, given_up=len(used) - len(twins))
 
 
-def write(out: Path, rows: list[dict], pairs: list[dict], args: argparse.Namespace) -> dict:
+def write(out: Path, rows: list[dict], pairs: list[dict], args: argparse.Namespace,
+          given_up: int) -> dict:
     (out / "corpus").mkdir(parents=True, exist_ok=True)
     for old in (out / "corpus").glob("part-*.parquet"):
         old.unlink()  # a previous build of this script (other --shards) must not linger
@@ -338,6 +339,7 @@ def write(out: Path, rows: list[dict], pairs: list[dict], args: argparse.Namespa
     summary = {
         "params": {k: v for k, v in vars(args).items()},
         "rows": len(rows), "twin_pairs": len(pairs),
+        "sources_given_up": given_up,  # no draw of their kind reached the Jaccard bar
         "negatives": sum(r["role"] == "negative" for r in rows),
         "kinds": {k: sum(p["kind"] == k for p in pairs) for k in KINDS},
         "sources": {s: sum(r["source"] == s for r in rows if r["role"] == "source")
