@@ -125,7 +125,12 @@ def _ray_sink() -> Sink | None:
 
 
 class RayTally:
-    """The driver's side of the tally actor of this Ray job (created here, polled here)."""
+    """The driver's side of the tally actor of this Ray job (created here, polled here).
+
+    The actor lives as long as the job (Ray ends it with the driver) and is reset by
+    each run: killing it after a run would leave workers of a later run in the same job
+    holding a dead handle they found by name.
+    """
 
     def __init__(self) -> None:
         import ray
@@ -140,9 +145,6 @@ class RayTally:
     def snapshot(self) -> list[Counter]:
         return self._ray.get(self.actor.snapshot.remote(), timeout=30)
 
-    def close(self) -> None:
-        self._ray.kill(self.actor)
-
 
 # ---- what the driver shows ---------------------------------------------------------------
 
@@ -154,7 +156,8 @@ class StepView:
     rows its last stage kept (None until that stage reports); `stage`/`stage_done`: the
     stage that reported last and its count (`unit`: rows, side records or a fit's
     sample); `rate`: that stage's docs/s; `eta`: seconds until it has seen the rows
-    expected (None: not known); `wall`: first batch start to last batch end of the step.
+    expected (None: not known); `wall`: first batch start to last batch end of the step;
+    `batches`: reports received from all its stages.
     """
 
     step: int
@@ -169,6 +172,7 @@ class StepView:
     rate: float
     eta: float | None
     wall: float
+    batches: int
 
 
 def step_views(counters: list[Counter], steps: list[tuple[str, str]],
@@ -201,7 +205,8 @@ def step_views(counters: list[Counter], steps: list[tuple[str, str]],
         name, op = steps[step]
         views.append(StepView(step, name, op, stage, unit, done, rows_in, rows_out,
                               expected, rate, eta,
-                              max(c[7] for c in mine) - min(c[6] for c in mine)))
+                              max(c[7] for c in mine) - min(c[6] for c in mine),
+                              sum(c[5] for c in mine)))
         if expected is not None and rows_in:
             expected = round(expected * (rows_out if rows_out is not None else rows_in)
                              / rows_in)

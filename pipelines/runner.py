@@ -173,15 +173,10 @@ def _executor(engine: str, ex: ExecutionSpec, counted: bool
 
     with ray_session(ex.address, ex.num_cpus, ex.object_store_mb):
         tally = P.RayTally() if counted else None
-        try:
-            yield (lambda shards, ops, writer, inp, ex, resume: plan.build(
-                shards, ops, writer, text_column=inp.text_column, id_column=inp.id_column,
-                max_doc_bytes=inp.max_doc_bytes, batch_rows=inp.batch_rows,
-                concurrency=ex.concurrency, resume=resume),
-                tally.snapshot if tally else list)
-        finally:
-            if tally:
-                tally.close()
+        yield (lambda shards, ops, writer, inp, ex, resume: plan.build(
+            shards, ops, writer, text_column=inp.text_column, id_column=inp.id_column,
+            max_doc_bytes=inp.max_doc_bytes, batch_rows=inp.batch_rows,
+            concurrency=ex.concurrency, resume=resume), tally.snapshot if tally else list)
 
 
 def _record_failure(run_dir: Path, exc: BaseException) -> None:
