@@ -18,8 +18,7 @@ from matplotlib.figure import Figure
 from curate.report_data import Histogram
 
 KEPT, DROPPED, THRESHOLD = "#4c78a8", "#e45756", "#222222"
-PALETTE = ("#e45756", "#f58518", "#b279a2", "#72b7b2", "#54a24b", "#eeca3b", "#9d755d",
-           "#ff9da6", "#bab0ac", "#4c78a8")
+PALETTE = tuple(mpl.colormaps["tab20"].colors)  # drop reasons: 20 distinct colours
 _STYLE = {"svg.fonttype": "none", "svg.hashsalt": "curate-report", "font.size": 8,
           "axes.spines.top": False, "axes.spines.right": False, "font.family": "sans-serif"}
 _IDS = re.compile(r'\bid="([^"]+)"')
@@ -29,6 +28,10 @@ _ATTR = re.compile(r'="[^"]*"')
 
 def _round(m: re.Match[str]) -> str:
     return f"{float(m.group(0)):.2f}".rstrip("0").rstrip(".")
+
+
+def _short(value: float) -> str:
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
 
 
 def label(text: object) -> str:
@@ -80,7 +83,7 @@ def _mark(artists, kind: str = "data") -> None:
 def funnel(names: Sequence[str], rows_in: Sequence[int], rows_out: Sequence[int]) -> str:
     """Rows into and out of each step, one horizontal bar pair per step."""
     with mpl.rc_context(_STYLE):
-        fig = _figure(5.0, 0.35 * len(names) + 0.9)
+        fig = _figure(5.6, 0.3 * len(names) + 0.9)
         ax = fig.add_subplot()
         y = range(len(names))
         _mark(ax.barh(y, rows_in, color="#d0d7e2", label="rows in"))
@@ -90,14 +93,14 @@ def funnel(names: Sequence[str], rows_in: Sequence[int], rows_out: Sequence[int]
         ax.set_yticks(list(y), [label(n) for n in names])
         ax.invert_yaxis()
         ax.set_xlabel("rows")
-        ax.legend(loc="lower right", frameon=False)
+        ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), ncols=2, frameon=False)
         return _svg(fig)
 
 
 def step_bars(names: Sequence[str], values: Sequence[float], xlabel: str) -> str:
     """One bar per step (e.g. CPU seconds)."""
     with mpl.rc_context(_STYLE):
-        fig = _figure(6.5, 0.3 * len(names) + 0.8)
+        fig = _figure(5.6, 0.3 * len(names) + 0.9)
         ax = fig.add_subplot()
         bars = ax.barh(range(len(names)), values, color=KEPT)
         _mark(bars)
@@ -111,7 +114,7 @@ def step_bars(names: Sequence[str], values: Sequence[float], xlabel: str) -> str
 def drops(names: Sequence[str], by_reason: dict[str, Sequence[int]]) -> str:
     """Rows dropped per step, stacked by reason."""
     with mpl.rc_context(_STYLE):
-        fig = _figure(6.5, 0.3 * len(names) + 0.9 + 0.12 * len(by_reason))
+        fig = _figure(6.0, max(0.3 * len(names) + 0.9, 0.13 * len(by_reason) + 0.4))
         ax = fig.add_subplot()
         left = [0] * len(names)
         for i, (reason, counts) in enumerate(by_reason.items()):
@@ -142,7 +145,7 @@ def histogram(h: Histogram) -> str:
         notes = []
         for i, t in enumerate(h.thresholds):
             if not h.lo <= t.value <= h.hi:
-                notes.append(f"{t.param}={t.value:g} (off the data)")
+                notes.append(f"{t.param}={_short(t.value)} (off the data)")
                 continue
             line = ax.axvline(t.value, color=THRESHOLD, linestyle="--", linewidth=1)
             line.set_gid(f"threshold-{i}")
@@ -152,7 +155,7 @@ def histogram(h: Histogram) -> str:
         ax.set_xlim(h.lo, h.hi)
         ax.set_title(label(f"{h.key}  (step {h.step} {h.name})"), fontsize=8)
         if h.above:
-            notes.append(f"last bar also holds {h.above:,} values up to {h.max:.4g}")
+            notes.append(f"last bar also holds {h.above:,} values up to {_short(h.max)}")
         if notes:
             ax.set_xlabel(label("; ".join(notes)), fontsize=6)
         if any(h.dropped):

@@ -209,14 +209,26 @@ def _sql_str(text: str) -> str:
 
 
 def text_tops(con: duckdb.DuckDBPyConnection, run_id: str):
+    """The most frequent values of each text signal with their exact counts.
+
+    Candidates come from `approx_top_k` (a bounded sketch: a signal with a distinct value
+    per row, such as a text hash, never builds a table of all its values), then are
+    counted exactly. Values seen once are left out: the sketch's pick among them would
+    depend on scheduling, and a list of singletons says nothing.
+    """
     rows = _rows(con, f"""
-        SELECT step, any_value(name) OVER (PARTITION BY step) AS name, key,
-               left(text, 80) AS value, n
-        FROM (SELECT step, any_value(name) AS name, key, text, count(*) AS n
-              FROM all_signals WHERE run_id = ? AND text IS NOT NULL GROUP BY step, key, text)
-        QUALIFY row_number() OVER (PARTITION BY step, key ORDER BY n DESC, text)
+        WITH s AS (SELECT step, name, key, text FROM all_signals
+                   WHERE run_id = ? AND text IS NOT NULL),
+        top AS (SELECT step, key, unnest(approx_top_k(text, {TOP_TEXT_VALUES})) AS text
+                FROM s GROUP BY step, key)
+        SELECT s.step, any_value(s.name) AS name, s.key, left(s.text, 80) AS value,
+               count(*) AS n
+        FROM s SEMI JOIN top ON s.step = top.step AND s.key = top.key AND s.text = top.text
+        GROUP BY s.step, s.key, s.text
+        HAVING count(*) > 1
+        QUALIFY row_number() OVER (PARTITION BY s.step, s.key ORDER BY n DESC, s.text)
                 <= {TOP_TEXT_VALUES}
-        ORDER BY step, key, n DESC, text
+        ORDER BY s.step, s.key, n DESC, s.text
     """, [run_id])
     tops: dict[tuple[int, str, str], list[tuple[str, int]]] = {}
     for r in rows:
@@ -357,13 +369,17 @@ def dedup_steps(con: duckdb.DuckDBPyConnection, run_id: str, ops: list[dict[str,
                       "GROUP BY size ORDER BY size", [run_id, step])
         top = _rows(con, f"SELECT kept, size FROM ({groups}) ORDER BY size DESC, kept "
                     f"LIMIT {CLUSTERS_SHOWN}", [run_id, step])
+        # Members whose text the run kept (in `removed`) come first: they can be shown.
+        kept_text = ("(SELECT id FROM all_removed WHERE run_id = ? AND step = ?)"
+                     if with_removed else "(SELECT NULL AS id WHERE ? IS NULL AND ? IS NULL)")
         members = _rows(con, f"""
-            SELECT detail AS kept, id FROM all_dropped
-            WHERE run_id = ? AND step = ? AND list_contains(?, detail)
-            QUALIFY row_number() OVER (PARTITION BY detail ORDER BY md5(id), id)
-                    <= {MEMBERS_SHOWN}
-            ORDER BY detail, md5(id), id
-        """, [run_id, step, [t["kept"] for t in top]])
+            SELECT d.detail AS kept, d.id FROM all_dropped d
+            LEFT JOIN {kept_text} r ON r.id = d.id
+            WHERE d.run_id = ? AND d.step = ? AND list_contains(?, d.detail)
+            QUALIFY row_number() OVER (PARTITION BY d.detail
+                                       ORDER BY r.id IS NULL, md5(d.id), d.id) <= {MEMBERS_SHOWN}
+            ORDER BY d.detail, r.id IS NULL, md5(d.id), d.id
+        """, [run_id, step, run_id, step, [t["kept"] for t in top]])
         ids = [t["kept"] for t in top] + [m["id"] for m in members]
         texts = texts_by_id(con, run_id, ids, output, with_removed)
         clusters = [Cluster(Doc(t["kept"], texts.get(t["kept"])), t["size"],

@@ -19,7 +19,7 @@ body{font:14px/1.45 system-ui,sans-serif;margin:0 auto;max-width:1180px;padding:
 color:#222}
 h1{font-size:22px;margin:18px 0 4px}h2{font-size:18px;margin:28px 0 8px;
 border-bottom:1px solid #ddd}h3{font-size:15px;margin:16px 0 6px}
-table{border-collapse:collapse;margin:6px 0 10px}td,th{padding:2px 8px;
+table{border-collapse:collapse;margin:6px 0 10px}td,th{padding:2px 8px;white-space:nowrap;
 border-bottom:1px solid #eee;text-align:left}td.n,th.n{text-align:right;
 font-variant-numeric:tabular-nums}.meta{color:#555}.grid{display:flex;flex-wrap:wrap;gap:8px}
 figure{margin:4px 0}figure.chart svg{max-width:100%;height:auto}
@@ -96,7 +96,8 @@ def run_header(r: RunReport) -> str:
 
 def funnel_section(page: Page, r: RunReport) -> None:
     tokens = [c for c in TOKEN_COLUMNS if any(c in o for o in r.ops)]
-    head = ["step", "name", "op", "rows in", "rows out", "rows dropped", "CPU s", *tokens]
+    head = ["step", "name", "op", "rows in", "rows out", "rows dropped", "CPU s",
+            *(c.replace("_", " ") for c in tokens)]
     rows = []
     for o in r.ops:
         cells = [f'<span data-field="step">{esc(o["step"])}</span>', esc(o["name"]),
@@ -115,13 +116,13 @@ def funnel_section(page: Page, r: RunReport) -> None:
     if not tokens:
         page.add("<p class='meta'>No token counts: this run's ops table has none.</p>")
     names = [f"{o['step']} {o['name']}" for o in r.ops]
-    page.add("<div class='grid'><div>" + table(
-        head, rows, {0, 3, 4, 5, 6, *range(7, 7 + len(tokens))},
-        "class='funnel' id='funnel-table'") + "</div>" + page.chart("funnel", charts.funnel(
-            names, [o["rows_in"] for o in r.ops], [o["rows_out"] for o in r.ops])) + "</div>")
-    page.add("<h2 id='cpu'>CPU seconds per step</h2>")
-    page.add(page.chart("cpu", charts.step_bars(
-        names, [o["seconds"] or 0.0 for o in r.ops], "CPU seconds (summed over workers)")))
+    page.add(table(head, rows, {0, 3, 4, 5, 6, *range(7, 7 + len(tokens))},
+                   "class='funnel' id='funnel-table'"))
+    page.add("<div class='grid'>" + page.chart("funnel", charts.funnel(
+        names, [o["rows_in"] for o in r.ops], [o["rows_out"] for o in r.ops]),
+        "rows into and out of each step") + page.chart("cpu", charts.step_bars(
+            names, [o["seconds"] or 0.0 for o in r.ops], "CPU seconds"),
+            "CPU seconds per step, summed over workers") + "</div>")
 
 
 def drops_section(page: Page, r: RunReport) -> None:
@@ -129,9 +130,9 @@ def drops_section(page: Page, r: RunReport) -> None:
     if not r.drops:
         page.add("<p>No row was dropped.</p>")
         return
-    page.add(table(["step", "name", "reason", "rows"],
-                   [[esc(d["step"]), esc(d["name"]), esc(d["reason"]), num(d["rows"])]
-                    for d in r.drops], {0, 3}, "class='drops'"))
+    listing = table(["step", "reason", "rows"],
+                    [[esc(d["step"]), esc(d["reason"]), num(d["rows"])] for d in r.drops],
+                    {0, 2}, "class='drops'")
     steps = [o for o in r.ops if o["rows_dropped"]] or [
         {"step": s, "name": n} for s, n in sorted({(d["step"], d["name"]) for d in r.drops})]
     index = {o["step"]: i for i, o in enumerate(steps)}
@@ -139,8 +140,8 @@ def drops_section(page: Page, r: RunReport) -> None:
     for d in r.drops:
         if d["step"] in index:
             by_reason.setdefault(d["reason"], [0] * len(steps))[index[d["step"]]] += d["rows"]
-    page.add(page.chart("drops", charts.drops(
-        [f"{o['step']} {o['name']}" for o in steps], by_reason)))
+    page.add("<div class='grid'>" + page.chart("drops", charts.drops(
+        [f"{o['step']} {o['name']}" for o in steps], by_reason)) + f"<div>{listing}</div></div>")
 
 
 def signals_section(page: Page, r: RunReport) -> None:
@@ -154,6 +155,8 @@ def signals_section(page: Page, r: RunReport) -> None:
     page.add("<div class='grid'>" + "".join(
         page.chart(f"hist:{h.step}:{h.key}", charts.histogram(h)) for h in r.histograms)
         + "</div>")
+    page.add("<p class='meta'>Text signals: their most frequent values (values seen only "
+             "once are not listed).</p>")
     for step, name, key, values in r.text_tops:
         page.add(f"<h3>Top values of {esc(key)} (step {esc(step)} {esc(name)})</h3>")
         page.add(table(["value", "rows"], [[f"<span class='id'>{esc(v)}</span>", num(n)]
