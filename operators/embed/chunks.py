@@ -111,16 +111,14 @@ class Chunker:
 def pool_windows(vectors: np.ndarray, windows: Windows) -> np.ndarray:
     """Document vectors: the word-piece-weighted mean of each document's window vectors,
     L2-normalised; a one-window document keeps its window's vector bit for bit."""
-    n_docs = len(windows.doc_tokens)
-    counts = windows.per_doc
+    if not len(vectors):
+        return np.zeros((0, vectors.shape[1]), np.float32)
     weights = np.maximum(windows.tokens, 1).astype(np.float32)  # an empty text still counts
-    summed = np.zeros((n_docs, vectors.shape[1]), np.float32)
-    np.add.at(summed, windows.doc, vectors * weights[:, None])
-    out = normalise(summed)
-    single = counts == 1
-    if single.any():
-        first = np.searchsorted(windows.doc, np.flatnonzero(single))
-        out[single] = vectors[first]
+    # Every document has at least one window and its windows are consecutive.
+    first = np.searchsorted(windows.doc, np.arange(len(windows.doc_tokens)))
+    out = normalise(np.add.reduceat(vectors * weights[:, None], first, axis=0))
+    single = windows.per_doc == 1
+    out[single] = vectors[first[single]]
     return out
 
 
