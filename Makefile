@@ -5,7 +5,7 @@ CURATE  := $(VENV)/bin/curate
 STAMP   := $(VENV)/.installed-stamp
 export RAY_AUTH_MODE ?= disabled
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test lint bench clean report-screenshot
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -28,6 +28,12 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/quickstart_overhead.py
+
+# docs/report.png (the README's picture): the browser test's screenshot of its report.
+report-screenshot: $(STAMP)
+	@command -v chromium >/dev/null || { echo "needs Chromium: apt-get install -y chromium"; exit 1; }
+	CURATE_REPORT_SCREENSHOT=$(CURDIR)/docs/report.png $(PY) -m pytest -q -p no:cacheprovider \
+	    tests/ui/test_report_browser.py
 
 clean:
 	rm -rf out .pytest_cache .ruff_cache
