@@ -102,13 +102,16 @@ def run(spec: RunSpec, operators: list[Operator], progress: Progress | None = No
                                  outp.rows_per_shard, outp.compression, Recording.of(spec))
             with _executor(engine, ex, progress is not None) as (build, tally):
                 poller = P.Poller(tally, [(s.name, s.op) for s in steps],
-                                  sum(s.rows for s in shards), progress, interval).start()
+                                  sum(s.rows for s in shards), progress, interval)
+                to_write = sum(1 for s in shards if s.rows)
+                poller.written(0, to_write, 0)
+                poller.start()
                 try:
                     written, built = build(shards, operators, writer, inp, ex, resume)
                     summaries = []
                     for batch in written:
                         summaries.extend(batch.to_pylist())
-                        poller.written(len(summaries), sum(1 for s in shards if s.rows),
+                        poller.written(len(summaries), to_write,
                                        sum(s["kept"] for s in summaries))
                 finally:
                     poller.stop()
