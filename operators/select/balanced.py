@@ -9,7 +9,8 @@ half the corpus gives about as many rows as a rare one.
 Stages (maths in `hierarchical_kmeans` and `balanced_sampling`):
 1. `hierarchy` (fit, one process, a bounded deterministic sample of `sample` rows):
    hierarchical k-means with resampling steps [algorithms.md 2.3, paper's method
-   section; faiss spherical k-means instead of L2 k-means++, see `hierarchical_kmeans`].
+   section; faiss spherical (cosine) k-means from k-means++ seeds instead of L2, see
+   `hierarchical_kmeans`].
 2. `assign` (map, workers): each row's nearest level-1 centroid by cosine, that cosine,
    and its cluster at every level (signals `cluster_l1`, `cluster_l2`, ...).
 3. `sizes` (emit) and `totals` (reduce by level-1 cluster): rows per level-1 cluster,
