@@ -8,7 +8,7 @@ computed in blocks so memory never holds an n x n matrix.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -76,20 +76,24 @@ def default_k(n_rows: int) -> int:
     return max(1, round(n_rows / 1000))
 
 
-def fit_centroids(x: np.ndarray, k: int, niter: int, seed: int) -> np.ndarray:
+def fit_centroids(x: np.ndarray, k: int, niter: int, seed: int,
+                  init: Callable[[np.ndarray, int], np.ndarray] | None = None) -> np.ndarray:
     """Step 1 [paper section 3; SemDeDup `clustering.py`]: spherical k-means with faiss
-    on unit vectors; (k', d) float32 unit centroids with k' = min(k, rows)."""
+    on unit vectors; (k', d) float32 unit centroids with k' = min(k, rows). `init(x, k')`
+    gives the starting centroids (default: faiss' random rows)."""
     import faiss  # only the fit needs it
 
     n, d = x.shape
     k = min(k, n)
     if k == 0:
         return np.zeros((0, d), np.float32)
+    x = np.ascontiguousarray(x, np.float32)
     # The sample is already bounded, so let faiss use all of it (its default subsamples
     # to 256 points per centroid) and not warn about few points per centroid.
     km = faiss.Kmeans(d, k, niter=niter, spherical=True, seed=seed, verbose=False,
                       min_points_per_centroid=1, max_points_per_centroid=max(n, 1))
-    km.train(np.ascontiguousarray(x, np.float32))
+    start = None if init is None else np.ascontiguousarray(init(x, k), np.float32)
+    km.train(x, init_centroids=start)
     return normalise(np.asarray(km.centroids, np.float32).reshape(k, d))
 
 

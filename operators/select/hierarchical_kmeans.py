@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from operators.dedup.semantic_math import nearest_centroid, normalise
+from operators.dedup.semantic_math import fit_centroids, nearest_centroid
 
 LEVELS_DEFAULT = 2  # algorithms.md section 7: hkmeans_balance uses 2 levels
 MIN_SAMPLE_PER_CLUSTER = 10  # default K1 leaves each cluster ~10 sample points (resample 5)
@@ -119,21 +119,10 @@ def kmeans_plus_plus(x: np.ndarray, k: int, rng: np.random.Generator) -> np.ndar
 
 
 def spherical_kmeans(x: np.ndarray, k: int, niter: int, seed: int) -> np.ndarray:
-    """(k', d) float32 unit centroids, k' = min(k, rows): faiss spherical k-means from
-    k-means++ seeds."""
-    import faiss  # only the fit needs it
-
-    n, d = x.shape
-    k = min(k, n)
-    if k == 0:
-        return np.zeros((0, d), np.float32)
-    x = np.ascontiguousarray(x, np.float32)
-    init = kmeans_plus_plus(x, k, np.random.default_rng(seed))
-    # The sample is already bounded: no faiss subsampling, no warning for few points.
-    km = faiss.Kmeans(d, k, niter=niter, spherical=True, seed=seed, verbose=False,
-                      min_points_per_centroid=1, max_points_per_centroid=max(n, 1))
-    km.train(x, init_centroids=np.ascontiguousarray(init, np.float32))
-    return normalise(np.asarray(km.centroids, np.float32).reshape(k, d))
+    """(k', d) float32 unit centroids, k' = min(k, rows): faiss spherical k-means
+    (`semantic_math.fit_centroids`) from k-means++ seeds."""
+    rng = np.random.default_rng(seed)
+    return fit_centroids(x, k, niter, seed, init=lambda x, k: kmeans_plus_plus(x, k, rng))
 
 
 def resampled_kmeans(x: np.ndarray, k: int, steps: int, size: int, niter: int, seed: int
