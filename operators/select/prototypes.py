@@ -75,10 +75,11 @@ UNCLUSTERED = -1
 
 class PrototypesParams(Params):
     keep_fraction: float = Field(0.8, gt=0, le=1, description="fraction of this step's input "
-                                 "rows (those with a vector) kept, the same in every cluster; "
-                                 "the paper's overall ratio R = R_dedup x keep_fraction, "
-                                 "R_dedup being what dedup.semantic kept; total exact to "
-                                 "half a row")
+                                 "rows with a vector that is kept (rows without one are all "
+                                 "kept), the same in every cluster, rounded by largest "
+                                 "remainder so the total is round(keep_fraction x N); D4's "
+                                 "overall ratio R = R_dedup x keep_fraction, R_dedup being "
+                                 "the fraction dedup.semantic kept")
     column: str = Field("embedding", description="vector column (fixed_size_list<float32>), "
                         "e.g. written by an `embed` step")
     k: int | None = Field(None, ge=1, le=1_000_000, description="k-means clusters of the "
@@ -92,9 +93,8 @@ class PrototypesParams(Params):
 
 class Prototypes(GlobalOperator):
     name = "select.prototypes"
-    doc = ("D4 step 2-3 (after dedup.semantic): re-cluster with k-means, then drop the rows "
-           "nearest their centroid (the prototypical ones), keeping keep_fraction of every "
-           "cluster.")
+    doc = ("D4 steps 2-3 (after dedup.semantic): re-cluster with k-means, then drop the rows "
+           "nearest their centroid (the prototypical ones), the same fraction in every cluster.")
     Params = PrototypesParams
     signal_keys = {"cluster": "num", "centroid_cosine": "num", "cluster_size": "num",
                    "cluster_rank": "num"}

@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from operators.base import Context
+from operators.dedup.semantic import SemanticDedup, SemanticParams
 from operators.dedup.semantic_math import VectorError, normalise
 from operators.filter.length import LengthFilter, LengthParams
 from operators.select.prototype_math import kept_per_cluster, prototype_ranks
@@ -245,3 +246,36 @@ def test_kept_set_is_more_diverse_than_a_random_subset(tmp_path):
     assert mean_nn_cosine(kept) < min(random)
     # The 40% removed come from the dense cores first (a third of the rows).
     assert gone[core].mean() > 0.95 and gone[~core].mean() < 0.15
+
+
+def label_entropy(labels: np.ndarray) -> float:
+    p = np.bincount(labels) / len(labels)
+    p = p[p > 0]
+    return float(-(p * np.log(p)).sum())
+
+
+def test_d4_chain_moves_an_over_represented_topic_towards_balance(tmp_path):
+    # Four topics of 100 distinct rows, topic 0 padded with 400 near-copies of its own
+    # rows (the web's boilerplate): SemDeDup then prototypes (D4) should leave a topic
+    # mix of higher entropy than the input, and than random subsets of the same size.
+    rng = np.random.default_rng(12)
+    centres = normalise(rng.standard_normal((4, DIM)).astype(np.float32))
+    topic = np.repeat(np.arange(4), 100)
+    distinct = normalise(centres[topic] + 0.35 * rng.standard_normal((400, DIM))
+                         .astype(np.float32))
+    source = rng.integers(0, 100, 400)
+    copies = normalise(distinct[source] + 0.01 * rng.standard_normal((400, DIM))
+                       .astype(np.float32))
+    x, topic = np.concatenate([distinct, copies]), np.concatenate([topic, np.zeros(400, int)])
+    shuffle = rng.permutation(len(x))
+    x, topic = x[shuffle], topic[shuffle]
+    semantic = SemanticDedup(SemanticParams(eps=0.05, k=4), Context(seed=3))
+    out = run(write_input(tmp_path / "a.parquet", x), before=[semantic], k=4,
+              keep_fraction=0.8)
+    kept = np.array([s is None for s in out[C.DROP_STEP].to_pylist()])
+    assert (out[C.DROP_STEP].to_numpy(zero_copy_only=False) == 2).sum() > 0  # prototypes ran
+    random = [label_entropy(topic[rng.choice(len(x), kept.sum(), replace=False)])
+              for _ in range(20)]
+    assert label_entropy(topic[kept]) > max(random) > 0
+    assert label_entropy(topic[kept]) > label_entropy(topic) + 0.2
+    assert np.log(4) - label_entropy(topic[kept]) < 0.05  # close to four equal topics
