@@ -33,8 +33,9 @@ Rows with a null vector are kept and not clustered (cluster -1), as in `dedup.se
 `keep_fraction` applies to the rows that have a vector. A vector of the wrong size, or
 with a NaN or infinite value, stops the run with an error naming the row id
 (`semantic_math.vectors_of`). Step metrics (`ops.metrics`): K used and asked, the rows
-drawn for the fit and the input rows, cluster size distribution, target and actual rows
-kept, rows removed and unclustered rows; the centroids are in the `fitted` view. The
+drawn for the fit and the input rows, non-empty clusters and their size distribution,
+the clustered rows with the target and actual rows kept of them, rows removed, and the
+unclustered rows; the centroids are in the `fitted` view. The
 deterministic sample (by `execution.seed`), faiss's seeded k-means and tie-breaks by
 input order make the decisions a function of the rows and the seed alone.
 """
@@ -150,10 +151,9 @@ class Prototypes(GlobalOperator):
         cluster = totals[CLUSTER].to_numpy()
         size, first = totals[_COUNT].to_numpy(), totals[_FIRST].to_numpy()
         clustered = cluster != UNCLUSTERED
-        kept = kept_per_cluster(size[clustered], self.params.keep_fraction)
-        input_rows = int(size.sum())
-        n_clustered = int(size[clustered].sum())
         sizes = size[clustered]
+        kept = kept_per_cluster(sizes, self.params.keep_fraction)
+        input_rows, n_clustered = int(size.sum()), int(sizes.sum())
         figures = {
             "k": len(centroids), "k_asked": self._k(input_rows),
             "fit_sample_rows": min(self.params.sample, input_rows), "input_rows": input_rows,
@@ -161,6 +161,7 @@ class Prototypes(GlobalOperator):
             "cluster_size": {"min": int(sizes.min()) if len(sizes) else 0,
                              "median": float(np.median(sizes)) if len(sizes) else 0.0,
                              "max": int(sizes.max()) if len(sizes) else 0},
+            "clustered_rows": n_clustered,
             "target_kept": round(self.params.keep_fraction * n_clustered, 3),
             "kept": int(kept.sum()), "removed": n_clustered - int(kept.sum()),
             "unclustered_rows": input_rows - n_clustered,
