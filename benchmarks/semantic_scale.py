@@ -9,7 +9,7 @@ Corpus: /tmp/curate-semantic-scale/N (made once, then reused) by
 paragraph runs of the real sample corpus (shared/data/samples/corpus, read in place),
 10% of them with 1-3 planted near-copies (1-5% of their words edited), shuffled.
 
-Code: the committed HEAD, exported with `git archive` to /tmp/curate-semantic-scale/src/SHA
+Code: the committed HEAD (or --commit), exported by `git archive` to ROOT/src/SHA
 and put first on PYTHONPATH (the driver and every Ray worker inherit it), so edits other
 engineers have in the shared work tree are not what gets measured.
 
@@ -33,6 +33,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -81,14 +82,14 @@ def ensure_corpus(n: int) -> Path:
     return path
 
 
-def snapshot_head() -> Path:
-    """The committed tree at HEAD, exported once to ROOT/src/SHA."""
-    sha = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], check=True,
-                         capture_output=True, text=True).stdout.strip()
+def snapshot(rev: str) -> Path:
+    """The committed tree of `rev` (default HEAD), exported once to ROOT/src/SHA."""
+    sha = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--verify", f"{rev}^{{commit}}"],
+                         check=True, capture_output=True, text=True).stdout.strip()
     dest = ROOT / "src" / sha[:12]
     if not (dest / "COMMIT").exists():
         dest.mkdir(parents=True, exist_ok=True)
-        archive = subprocess.run(["git", "-C", str(REPO), "archive", "HEAD"], check=True,
+        archive = subprocess.run(["git", "-C", str(REPO), "archive", sha], check=True,
                                  capture_output=True).stdout
         subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
         (dest / "COMMIT").write_text(sha + "\n")
@@ -278,23 +279,60 @@ def _session_dir(raylet: int) -> Path | None:
     return None
 
 
+_PROGRESS = re.compile(r"^step (\d+) (\S+)(?: \[([^\]]+)\])?:")
+_FUNNEL_ROW = re.compile(r"^\W*(\d+)\W+(\S+)\W+(\S+)((?:\W+[\d,.]+){6})\W*$")
+
+
+def _copy_timestamped(stream, log: Path, t0: float, stages: dict) -> None:
+    """Each output line to `log` prefixed by its elapsed second; for every progress line
+    of `curate run` ("step N NAME [STAGE]: ..."), the first and last second it was seen."""
+    with open(log, "w", buffering=1) as out:  # line-buffered: the log can be followed
+        for raw in stream:
+            line = raw.decode(errors="replace").rstrip("\n")
+            t = round(time.perf_counter() - t0, 1)
+            out.write(f"[{t:8.1f}] {line}\n")
+            m = _PROGRESS.match(line)
+            if m:
+                key = f"{m[1]} {m[2]}" + (f" [{m[3]}]" if m[3] else "")
+                stages.setdefault(key, [t, t])[1] = t
+
+
+def funnel(log: Path) -> dict[str, dict]:
+    """The final funnel `curate run` prints: step -> cpu s and wall s (first batch start
+    to last batch end; steps overlap)."""
+    rows = {}
+    for line in log.read_text().splitlines():
+        m = _FUNNEL_ROW.match(line.split("] ", 1)[-1])
+        if m:
+            cells = re.findall(r"[\d,.]+", m[4])
+            rows[m[1]] = {"name": m[2], "cpu_s": float(cells[3]), "wall_s": float(cells[4])}
+    return rows
+
+
 def run_measured(cmd: list[str], env: dict, cwd: Path, log: Path,
                  timeout: float | None) -> dict:
-    """Run `cmd`, sampling its tree; wall, peaks, CPU (tree and by title), load."""
+    """Run `cmd`, sampling its tree; wall, peaks, CPU (tree and by title), load, and
+    when each step/stage showed progress."""
     load0 = os.getloadavg()
-    with open(log, "w") as out:
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, env={**os.environ, **env}, cwd=cwd, stdout=out,
-                                stderr=subprocess.STDOUT)
-        sampler = Sampler(proc.pid, t0=t0)
-        sampler.start()
-        try:
-            rc = proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            rc = proc.wait()
-        wall = time.perf_counter() - t0
-        sampler.stop()
+    stages: dict[str, list[float]] = {}
+    t0 = time.perf_counter()
+    # Unbuffered, so each line is stamped when it is printed; wide, so the funnel fits.
+    full_env = {**os.environ, "COLUMNS": "160", "PYTHONUNBUFFERED": "1", **env}
+    proc = subprocess.Popen(cmd, env=full_env, cwd=cwd, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+    copier = threading.Thread(target=_copy_timestamped, args=(proc.stdout, log, t0, stages),
+                              daemon=True)
+    copier.start()
+    sampler = Sampler(proc.pid, t0=t0)
+    sampler.start()
+    try:
+        rc = proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        rc = proc.wait()
+    wall = time.perf_counter() - t0
+    sampler.stop()
+    copier.join(timeout=10)
     mb = {k: round(v / 2**20) for k, v in sampler.peak.items()}
     titles = {name: {"cpu_s": round(c, 1), "first_s": a, "last_s": b}
               for name, (c, a, b) in sorted(sampler.by_title.items(), key=lambda kv: -kv[1][0])
@@ -307,7 +345,8 @@ def run_measured(cmd: list[str], env: dict, cwd: Path, log: Path,
             "uptime_after": [round(x, 2) for x in os.getloadavg()],
             "load1_mean": round(float(np.mean(sampler.loads)), 2) if sampler.loads else None,
             "load1_max": round(max(sampler.loads), 2) if sampler.loads else None,
-            "cpu_by_title": titles, "timeline": sampler.timeline}
+            "cpu_by_title": titles, "progress_seen_s": stages, "funnel": funnel(log),
+            "timeline": sampler.timeline}
 
 
 # --------------------------------------------------------------------------------------
@@ -448,20 +487,33 @@ def main() -> None:
     ap.add_argument("--object-store-mb", type=int, default=2048)
     ap.add_argument("--concurrency", type=int, default=2, help="actors/tasks per step")
     ap.add_argument("--timeout", type=float, help="seconds before a run is killed")
+    ap.add_argument("--commit", default="HEAD", help="the committed code to run (so that "
+                    "runs at several sizes can share one commit while others commit)")
     ap.add_argument("--table", action="store_true", help="print the saved results")
     a = ap.parse_args()
-    old = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"runs": []}
-    runs = {r["docs"]: r for r in old["runs"]}
     if a.sizes:
-        src = snapshot_head()
+        src = snapshot(a.commit)
         for n in a.sizes:
-            runs[n] = run_one(n, a, src)
-            runs[n]["machine"] = {"cpus": os.cpu_count(),
-                                  "mem_gb": round(os.sysconf("SC_PAGE_SIZE")
-                                                  * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)}
-            RESULTS.parent.mkdir(parents=True, exist_ok=True)
-            RESULTS.write_text(json.dumps({"runs": [runs[k] for k in sorted(runs)]}, indent=1))
-    print(table([runs[k] for k in sorted(runs)]))
+            row = run_one(n, a, src)
+            row["machine"] = {"cpus": os.cpu_count(),
+                              "mem_gb": round(os.sysconf("SC_PAGE_SIZE")
+                                              * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)}
+            save(row)
+    print(table(load()))
+
+
+def load() -> list[dict]:
+    return json.loads(RESULTS.read_text())["runs"] if RESULTS.exists() else []
+
+
+def save(row: dict) -> None:
+    """Replace the saved run of this size (read just before writing: two invocations of
+    this script at different sizes may run side by side)."""
+    runs = {r["docs"]: r for r in load()} | {row["docs"]: row}
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    tmp = RESULTS.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({"runs": [runs[k] for k in sorted(runs)]}, indent=1))
+    tmp.replace(RESULTS)
 
 
 if __name__ == "__main__":
