@@ -18,6 +18,7 @@ import duckdb
 from curate.report_thresholds import StepInfo, Threshold, recipe_steps, thresholds
 from curate.stats import StatsError, connect
 from pipelines import layout
+from pipelines.errors import OutputError
 from pipelines.publish import owned_files
 
 BINS = 30
@@ -92,6 +93,7 @@ class RunReport:
     kept_samples: list[Doc]
     has_removed_texts: bool
     kept_source: str  # where kept excerpts came from, or why there are none
+    steps: list[StepInfo] = field(default_factory=list)  # the recorded recipe's steps
 
 
 def _rows(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any]) -> list[dict[str, Any]]:
@@ -243,15 +245,18 @@ def _excerpt_sql(column: str) -> str:
 def dropped_samples(con: duckdb.DuckDBPyConnection, run_id: str, with_texts: bool
                     ) -> dict[tuple[int, str], list[Doc]]:
     """A few dropped rows per (step, reason), chosen by the md5 of their id (stable across
-    runs and machines), with their text excerpts when the run kept removed texts."""
-    source = "all_removed" if with_texts else "all_dropped"
-    text = _excerpt_sql("text") if with_texts else "NULL"
+    runs and machines); rows whose text the run kept (`removed`) come first."""
+    texts = ("(SELECT step, id, text FROM all_removed WHERE run_id = ?)" if with_texts else
+             "(SELECT NULL::SMALLINT AS step, NULL AS id, NULL AS text WHERE ? IS NULL)")
     rows = _rows(con, f"""
-        SELECT step, reason, id, detail, {text} AS excerpt FROM {source} WHERE run_id = ?
-        QUALIFY row_number() OVER (PARTITION BY step, reason ORDER BY md5(id), id)
+        SELECT d.step, d.reason, d.id, d.detail, {_excerpt_sql("r.text")} AS excerpt
+        FROM all_dropped d LEFT JOIN {texts} r ON r.step = d.step AND r.id = d.id
+        WHERE d.run_id = ?
+        QUALIFY row_number() OVER (PARTITION BY d.step, d.reason
+                                   ORDER BY r.text IS NULL, md5(d.id), d.id)
                 <= {SAMPLES_PER_REASON}
-        ORDER BY step, reason, md5(id), id
-    """, [run_id])
+        ORDER BY d.step, d.reason, r.text IS NULL, md5(d.id), d.id
+    """, [run_id, run_id])
     found: dict[tuple[int, str], list[Doc]] = {}
     for r in rows:
         found.setdefault((r["step"], r["reason"]), []).append(
@@ -289,7 +294,7 @@ def published_output(out: Path, run_id: str, recipe: dict[str, Any]) -> Output |
     try:
         owner = json.loads(manifest.read_text()).get("run_id")
         files = sorted(str(out / f) for f in owned_files(out))
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError, OutputError):
         return "no readable manifest of published shards"
     if owner != run_id:
         return f"OUT now holds the shards of run {owner}, not of this run"
@@ -401,7 +406,8 @@ def gather(con: duckdb.DuckDBPyConnection, out: Path, run_id: str) -> RunReport:
         recipe = yaml.safe_load(recipe_path.read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError):
         recipe = {}
-    with_removed = _has_view(con, "all_removed")
+    with_removed = _has_view(con, "all_removed") and bool(_rows(
+        con, "SELECT 1 FROM all_removed WHERE run_id = ? LIMIT 1", [run_id]))
     ops = funnel(con, run_id)
     output = published_output(out, run_id, recipe if isinstance(recipe, dict) else {})
     kept = kept_samples(con, run_id, output) if isinstance(output, Output) else []
@@ -412,4 +418,5 @@ def gather(con: duckdb.DuckDBPyConnection, out: Path, run_id: str) -> RunReport:
         dropped_samples=dropped_samples(con, run_id, with_removed), kept_samples=kept,
         has_removed_texts=with_removed,
         kept_source="the published shards" if isinstance(output, Output) else output,
+        steps=steps,
     )

@@ -201,7 +201,8 @@ def samples_section(page: Page, r: RunReport) -> None:
     page.add("<h2 id='samples'>Sample documents</h2>")
     note = ("dropped texts as the step saw them (the run's removed sample)"
             if r.has_removed_texts else
-            "dropped rows' texts are not in this run's stats (ids and details only)")
+            "this run kept no dropped texts (output.keep_removed: none, or a run from "
+            "before it existed): ids and details only")
     page.add(f"<p class='meta'>Picked by the MD5 of the id, so the same run shows the same "
              f"rows. Kept: rows of the output ({esc(r.kept_source)}); {esc(note)}.</p>")
     for o in r.ops:
@@ -238,6 +239,21 @@ def _delta(a: int | None, b: int | None) -> str:
     return f"<span class='{cls}'>{d:+,}</span>"
 
 
+def changed_params(a: RunReport, b: RunReport) -> dict[str, str]:
+    """Step name -> the params that differ between the two runs' recipes, `k: a → b`."""
+    pa_ = {st.name: st.params for st in a.steps}
+    pb_ = {st.name: st.params for st in b.steps}
+    found = {}
+    for name in set(pa_) & set(pb_):
+        keys = sorted(k for k in set(pa_[name]) | set(pb_[name])
+                      if pa_[name].get(k) != pb_[name].get(k))
+        found[name] = "; ".join(f"{k}: {pa_[name].get(k)!r} → {pb_[name].get(k)!r}"
+                                for k in keys)
+    for name in set(pa_) ^ set(pb_):
+        found[name] = "only in A" if name in pa_ else "only in B"
+    return found
+
+
 def compare_page(a: RunReport, b: RunReport) -> str:
     """Two runs side by side: per step (matched by name) rows, drops and reasons."""
     page = Page()
@@ -247,17 +263,20 @@ def compare_page(a: RunReport, b: RunReport) -> str:
     ops_a = {o["name"]: o for o in a.ops}
     ops_b = {o["name"]: o for o in b.ops}
     names = list(ops_a) + [n for n in ops_b if n not in ops_a]
+    changes = changed_params(a, b)
     rows = []
     for n in names:
         oa, ob = ops_a.get(n, {}), ops_b.get(n, {})
         cells = [esc(n), esc(oa.get("op") or ob.get("op"))]
         for f in ("rows_in", "rows_out", "rows_dropped"):
             cells += [num(oa.get(f)), num(ob.get(f)), _delta(oa.get(f), ob.get(f))]
-        cells += [num(oa.get("seconds"), 2), num(ob.get("seconds"), 2)]
+        cells += [num(oa.get("seconds"), 2), num(ob.get("seconds"), 2),
+                  esc(changes.get(n, ""))]
         rows.append(cells)
     page.add("<h2 id='compare'>Per step</h2>")
     page.add(table(["step", "op", "in A", "in B", "Δ", "out A", "out B", "Δ", "dropped A",
-                    "dropped B", "Δ", "CPU s A", "CPU s B"], rows, set(range(2, 13)),
+                    "dropped B", "Δ", "CPU s A", "CPU s B", "params changed"], rows,
+                   set(range(2, 13)),
                    "class='compare'"))
     page.add(page.chart("compare", charts.compare(
         names, [ops_a.get(n, {}).get("rows_out") for n in names],
