@@ -79,6 +79,7 @@ def test_compare_shows_both_runs_per_step(two_runs, tmp_path):
     row = re.search(r"<tr><td class=\"\">long-enough</td>.*?</tr>", html).group(0)
     cells = re.findall(r'<td class="n">(.*?)</td>', row)
     assert cells[6:9] == ["4", "9", "<span class='up'>+5</span>"]
+    assert "min_words: 3 → 6" in row  # what changed in the step's recipe
 
 
 def test_unknown_run_is_refused_naming_the_known_ones(two_runs):
@@ -119,3 +120,20 @@ def test_run_and_compare_together_are_refused(two_runs):
     root, _, ids = two_runs
     res = curate("report", str(root / "out"), "--run", ids[0], "--compare", ids[0], ids[1])
     assert res.returncode == 2 and "not both" in res.stderr
+
+
+def test_step_names_and_texts_are_escaped(tmp_path):
+    name = "<script>alert('step')</script>"
+    rows = [{"id": "<b>x</b>", "text": "<img src=x onerror=alert(1)> " * 3},
+            {"id": "y", "text": "<img src=x onerror=alert(1)> " * 3}]
+    write_parquet(tmp_path / "in" / "a.parquet", rows)
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(RECIPE.format(input=tmp_path / "in" / "*.parquet", out=tmp_path / "out")
+                      .replace("name: long-enough", f"name: {json.dumps(name)}"))
+    assert curate("run", str(recipe)).returncode == 0
+    res = curate("report", str(tmp_path / "out"), "--to", str(tmp_path / "r.html"))
+    assert res.returncode == 0, res.stderr
+    html = (tmp_path / "r.html").read_text()
+    assert "<script" not in html and "<img" not in html and "<b>x" not in html
+    assert "&lt;script&gt;alert(&#x27;step&#x27;)&lt;/script&gt;" in html
+    assert "&lt;b&gt;x&lt;/b&gt;" in html  # the duplicate cluster's kept id
