@@ -181,7 +181,7 @@ def step_views(counters: list[Counter], steps: list[tuple[str, str]],
     the input rows (None: unknown, then no ETA).
 
     A step's expected input is its predecessor's output: exact once the predecessor saw
-    all its input, else extrapolated from its kept fraction so far.
+    all its input, else extrapolated from the kept fraction of its last stage so far.
     """
     by_step: dict[int, list[Counter]] = {}
     for c in counters:
@@ -207,9 +207,9 @@ def step_views(counters: list[Counter], steps: list[tuple[str, str]],
                               expected, rate, eta,
                               max(c[7] for c in mine) - min(c[6] for c in mine),
                               sum(c[5] for c in mine)))
-        if expected is not None and rows_in:
-            expected = round(expected * (rows_out if rows_out is not None else rows_in)
-                             / rows_in)
+        if expected is not None and outs and outs[-1][3]:
+            # the kept fraction of the rows its last stage has seen so far
+            expected = round(expected * outs[-1][4] / outs[-1][3])
     return views
 
 
@@ -272,10 +272,9 @@ class Poller:
         self._thread = threading.Thread(target=self._loop, name="curate-progress",
                                         daemon=True)
 
-    def start(self) -> Poller:
+    def start(self) -> None:
         if self.on_update is not None:
             self._thread.start()
-        return self
 
     def written(self, done: int, total: int, kept: int) -> None:
         self.shards = (done, total, kept)

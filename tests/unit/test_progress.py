@@ -89,3 +89,15 @@ def test_an_in_process_run_reports_every_step_while_it_works(tmp_path):
         assert (view.rows_in, view.rows_out) == (ops[step]["rows_in"], ops[step]["rows_out"])
     assert final[2].stage == "decide" and seen[-1].shards_done == 2
     assert all(w >= 0 for w in result.wall.values())
+
+
+def test_a_global_steps_output_fraction_comes_from_its_last_stage():
+    # dedup saw 1,000 rows in `hash` but its `decide` stage only 200 so far, keeping 100:
+    # the next step expects half of 1,000, not 100/1,000 of it.
+    steps = [*STEPS, ("after", "filter.length")]
+    views = P.step_views(_tally([(0, "", 1000, 1000, 0.0, 1.0), (1, "", 1000, 1000, 0.0, 1.0),
+                                 (2, "hash", 1000, None, 0.0, 1.0),
+                                 (2, "decide", 200, 100, 1.0, 2.0),
+                                 (3, "", 50, 50, 1.5, 2.0)]), steps, 1000)
+    assert [v.expected_in for v in views] == [1000, 1000, 1000, 500]
+    assert views[2].rows_out == 100 and views[2].rows_in == 1000
