@@ -88,9 +88,11 @@ class StageCall:
             out = reduce(table, partial(apply_groups, key=stage.key, fn=self.fn()))
         else:
             raise ValueError(f"unknown stage call purpose {self.purpose!r}")
-        # Emit and project see rows; reduce and groups see side records.
+        # Emit and project see rows; reduce and groups see side records. A grouped
+        # stage's two halves count apart, so its rows and records are never summed.
         rows = self.purpose in ("emit", "project")
-        progress.report(self.step, stage.name,
+        label = f"{stage.name}/groups" if self.purpose == "groups" else stage.name
+        progress.report(self.step, label,
                         progress.live_rows(table) if rows else table.num_rows, None,
                         start, time.time(), progress.ROWS if rows else progress.RECORDS)
         return out

@@ -101,3 +101,32 @@ def test_a_global_steps_output_fraction_comes_from_its_last_stage():
                                  (3, "", 50, 50, 1.5, 2.0)]), steps, 1000)
     assert [v.expected_in for v in views] == [1000, 1000, 1000, 500]
     assert views[2].rows_out == 100 and views[2].rows_in == 1000
+
+
+def test_a_global_operators_stages_report_under_their_names(tmp_path):
+    from curate.recipe import parse_recipe
+    from pipelines import inprocess
+    from pipelines.shards import discover
+    from tests.conftest import write_parquet
+    from tests.toy_operators import ToyClusters, ToyParams
+
+    write_parquet(tmp_path / "p.parquet", [{"id": str(i), "text": "x" * (1 + i % 40)}
+                                           for i in range(400)])
+    loaded = parse_recipe(f"name: t\ninput: {{path: '{tmp_path}/p.parquet'}}\n"
+                          f"output: {{path: '{tmp_path}/out'}}\nsteps:\n  - op: filter.length\n")
+    toy = ToyClusters(ToyParams(k=3, sample=50, per_group=4), loaded.recipe.context())
+    shards = discover(f"{tmp_path}/p.parquet", "auto", "text", "id")
+    tally = P.Tally()
+    with P.use(tally.add):
+        batches = inprocess.read_shards(shards, "text", "id", 1 << 20, 100)
+        out = inprocess.run_operators(batches, [toy])
+    counted = {(c[0], c[1]): c for c in tally.snapshot()}
+    assert counted[(1, "centroids")][2:4] == (P.SAMPLE, 50)
+    assert counted[(1, "assign")][2:5] == (P.ROWS, 400, None)  # not the last stage: no out
+    assert counted[(1, "within")][2:4] == (P.ROWS, 400)
+    assert counted[(1, "within/groups")][2] == P.RECORDS
+    kept = sum(b["_drop_step"].null_count for b in out)
+    assert counted[(1, "decide")][2:5] == (P.ROWS, 400, kept)
+    (view,) = [v for v in P.step_views(tally.snapshot(), [("input", "input.read"),
+                                                         ("toy", toy.name)], 400) if v.step]
+    assert (view.rows_in, view.rows_out, view.stage) == (400, kept, "decide")
