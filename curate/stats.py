@@ -1,8 +1,9 @@
 """DuckDB views over a run folder's stats tables, queried in a read-only sandbox.
 
 Views (see docs/stats.md):
-  runs, ops, signals, dropped, fitted      the latest succeeded run of each recipe name
-  all_runs, all_ops, all_signals, all_dropped, all_fitted
+  runs, ops, signals, dropped, removed, fitted
+                                           the latest succeeded run of each recipe name
+  all_runs, all_ops, all_signals, all_dropped, all_removed, all_fitted
                                            every run directory in OUT, failed and
                                            unfinished (killed) runs included
 
@@ -78,14 +79,18 @@ def _files(run_dirs: list[Path], pattern: str) -> list[str]:
 
 
 def _view_sql(name: str, files: list[str]) -> str:
-    if files:
-        listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
-        return f"CREATE VIEW {name} AS SELECT * FROM read_parquet([{listed}], union_by_name=true)"
-    # No file yet: an empty view with the table's columns, so queries still bind.
+    # The table's columns first, from an empty typed row set: the view has every column
+    # even with no file yet, or with only files older than a column (an ops file written
+    # before the token columns existed reads them as null).
     types = duckdb.connect().from_arrow(STATS_TABLES[name.removeprefix("all_")].empty_table())
     cols = ", ".join(f'CAST(NULL AS {t}) AS "{c}"' for c, t in zip(
         types.columns, types.types, strict=True))
-    return f"CREATE VIEW {name} AS SELECT {cols} WHERE false"
+    empty = f"SELECT {cols} WHERE false"
+    if not files:
+        return f"CREATE VIEW {name} AS {empty}"
+    listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+    return (f"CREATE VIEW {name} AS {empty} UNION ALL BY NAME "
+            f"SELECT * FROM read_parquet([{listed}], union_by_name=true)")
 
 
 def connect(out: str | Path, limits: Limits = Limits()) -> duckdb.DuckDBPyConnection:

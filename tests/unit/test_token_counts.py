@@ -118,3 +118,16 @@ def test_ops_token_columns_from_a_run(tmp_path):
     assert counted[2]["tokens_in"] > counted[2]["tokens_out"]
     assert all(r["tokens_in"] is None and r["tokens_out"] is None for r in off)
     assert [r["bytes_out"] for r in off] == [r["bytes_out"] for r in counted]
+
+
+def test_ops_view_has_the_token_columns_over_older_ops_files(tmp_path):
+    """A run recorded before the token columns existed still answers for them (null)."""
+    run_dir = tmp_path / "out" / "_curate" / "runs" / "20260101T000000Z-aaaaaa"
+    old_ops = pa.table({"run_id": ["r"], "step": pa.array([0], pa.int16()), "op": ["input.read"],
+                        "name": ["input"], "rows_in": [3], "rows_out": [3], "rows_dropped": [0],
+                        "seconds": [0.0], "metrics": ["{}"]})
+    run_dir.mkdir(parents=True)
+    pq.write_table(old_ops, run_dir / "ops.parquet")
+    got = query(tmp_path / "out", "SELECT rows_out, tokens_in, tokens_out, words_out "
+                                  "FROM all_ops").to_pylist()
+    assert got == [{"rows_out": 3, "tokens_in": None, "tokens_out": None, "words_out": None}]
