@@ -34,6 +34,7 @@ import contextlib
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -328,8 +329,14 @@ def run_measured(cmd: list[str], env: dict, cwd: Path, log: Path,
     try:
         rc = proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
-        proc.kill()
-        rc = proc.wait()
+        # Ctrl-C first: curate then shuts its embedded Ray down (a killed driver can
+        # leave the raylet and workers behind).
+        proc.send_signal(signal.SIGINT)
+        try:
+            rc = proc.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            rc = proc.wait()
     wall = time.perf_counter() - t0
     sampler.stop()
     copier.join(timeout=10)
@@ -440,44 +447,58 @@ def _semantic(r: dict) -> dict:
     return next((o for o in r.get("ops", []) if o["op"] == SEMANTIC), {})
 
 
+def _title_cpu(r: dict, prefix: str) -> float:
+    return sum(v["cpu_s"] for k, v in r["cpu_by_title"].items() if k.startswith(prefix))
+
+
+def _embed_cpu(r: dict) -> float:
+    return _title_cpu(r, "ray::MapWorker")
+
+
+def _driver_cpu(r: dict) -> float:
+    return _title_cpu(r, "curate driver")
+
+
+def _step_wall(r: dict, step: str) -> str:
+    w = r.get("funnel", {}).get(step)
+    return f"{w['wall_s']:.0f}" if w else "-"
+
+
 def table(runs: list[dict]) -> str:
-    head = ("| docs | wall s | docs/s | docs/s/core | CPU s (tree) | embed CPU s | semantic CPU s "
-            "| peak RSS MB | peak PSS MB | store MB | spilled MB | K | pairs compared "
-            "| removed | planted recall | load before/mean/after |")
-    lines = [head, "|---" * 16 + "|"]
+    """Markdown table of the runs, then the growth between consecutive succeeded sizes.
+    CPU figures are from /proc (`ops.seconds` is wall time inside the step functions)."""
+    cols = ["docs", "wall s", "docs/s", "embed wall s", "semantic wall s", "CPU s (tree)",
+            "docs/CPU-s", "embed CPU s", "driver CPU s", "peak RSS MB", "peak PSS MB",
+            "peak USS MB", "store MB", "spilled MB", "K", "pairs compared", "removed",
+            "planted recall", "load before/mean/after"]
+    lines = ["| " + " | ".join(cols) + " |", "|---" * len(cols) + "|"]
     for r in runs:
-        if r["rc"] != 0:
-            lines.append(f"| {r['docs']:,} | {r['wall_s']} (failed rc={r['rc']}) |" + " |" * 14)
-            continue
-        sem = _semantic(r)
-        emb = next(o for o in r["ops"] if o["op"] == "embed")
-        met = sem.get("metrics") or {}
-        k = next((f["rows"] for f in r["fitted"] if f["name"] == "centroids"), None)
-        lines.append(
-            f"| {r['docs']:,} | {r['wall_s']} | {r['docs_per_s']:,.0f} "
-            f"| {r['docs_per_s_per_core']:,.0f} | {r['cpu_s']} | {emb['seconds']:.0f} "
-            f"| {sem['seconds']:.0f} | {r['peak_rss_mb']:,} | {r['peak_pss_mb']:,} "
-            f"| {r['object_store_allocated_peak_mb']:,} | {r['spilled_peak_mb']:,} | {k} "
-            f"| {met.get('pairs_compared', 0):,} | {met.get('removed', 0):,} "
-            f"| {r['planted_recall']} | {r['uptime_before'][0]}/{r['load1_mean']}"
-            f"/{r['uptime_after'][0]} |")
+        met = _semantic(r).get("metrics") or {}
+        k = next((f["rows"] for f in r.get("fitted", []) if f["name"] == "centroids"), "-")
+        wall = f"{r['wall_s']:.0f}" + ("" if r["rc"] == 0 else f" (stopped, rc {r['rc']})")
+        cells = [f"{r['docs']:,}", wall, f"{r['docs_per_s']:,.0f}" if r["rc"] == 0 else "-",
+                 _step_wall(r, "1"), _step_wall(r, "2"), f"{r['cpu_s']:.0f}",
+                 f"{r['docs_per_cpu_s']:,.0f}" if r["rc"] == 0 else "-",
+                 f"{_embed_cpu(r):.0f}", f"{_driver_cpu(r):.0f}", f"{r['peak_rss_mb']:,}",
+                 f"{r['peak_pss_mb']:,}", f"{r['peak_uss_mb']:,}",
+                 f"{r['object_store_allocated_peak_mb']:,}", f"{r['spilled_peak_mb']:,}",
+                 str(k), f"{met['pairs_compared']:,}" if met else "-",
+                 f"{met['removed']:,}" if met else "-", str(r.get("planted_recall", "-")),
+                 f"{r['uptime_before'][0]}/{r['load1_mean']}/{r['uptime_after'][0]}"]
+        lines.append("| " + " | ".join(cells) + " |")
     ok = sorted((r for r in runs if r["rc"] == 0), key=lambda r: r["docs"])
     for lo, hi in zip(ok, ok[1:], strict=False):
-        x = hi["docs"] / lo["docs"]
-        pairs = [(_semantic(r).get("metrics") or {}).get("pairs_compared", 0) for r in (lo, hi)]
+        def x(f, lo=lo, hi=hi) -> str:
+            return f"x{f(hi) / max(f(lo), 1e-9):.2f}"
+
+        pairs = lambda r: _semantic(r)["metrics"]["pairs_compared"]  # noqa: E731
         lines.append(
-            f"\n{lo['docs']:,} -> {hi['docs']:,} docs (x{x:g}): wall x"
-            f"{hi['wall_s'] / lo['wall_s']:.2f}, CPU x{hi['cpu_s'] / lo['cpu_s']:.2f}, "
-            f"embed CPU x{_op_seconds(hi, 'embed') / _op_seconds(lo, 'embed'):.2f}, "
-            f"semantic CPU x{_op_seconds(hi, SEMANTIC) / _op_seconds(lo, SEMANTIC):.2f}, "
-            f"pairs x{pairs[1] / max(pairs[0], 1):.2f}, "
-            f"peak RSS x{hi['peak_rss_mb'] / lo['peak_rss_mb']:.2f}, "
-            f"peak PSS x{hi['peak_pss_mb'] / lo['peak_pss_mb']:.2f}")
+            f"\n{lo['docs']:,} -> {hi['docs']:,} docs (x{hi['docs'] / lo['docs']:g}): "
+            f"wall {x(lambda r: r['wall_s'])}, CPU {x(lambda r: r['cpu_s'])}, "
+            f"embed CPU {x(_embed_cpu)}, driver CPU {x(_driver_cpu)}, pairs {x(pairs)}, "
+            f"peak RSS {x(lambda r: r['peak_rss_mb'])}, "
+            f"peak PSS {x(lambda r: r['peak_pss_mb'])}")
     return "\n".join(lines)
-
-
-def _op_seconds(r: dict, op: str) -> float:
-    return next(o["seconds"] for o in r["ops"] if o["op"] == op)
 
 
 def main() -> None:
