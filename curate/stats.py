@@ -124,6 +124,7 @@ def connect(out: str | Path, limits: Limits = Limits()) -> duckdb.DuckDBPyConnec
         # allowed_paths can only be set on a running database, and before access is closed.
         con.execute("SET allowed_paths = ?", [sorted({f for fs in views.values() for f in fs})])
         con.execute("SET enable_external_access = false")
+        con.execute("SET enable_progress_bar = false")  # stdout carries the results
         for name, files in views.items():
             con.execute(_view_sql(name, files))
         con.execute("SET lock_configuration = true")

@@ -1,8 +1,9 @@
 """Names of the bookkeeping columns every row carries through a run.
 
 `_order` (int64) is the row's input position, shard-major: shard << 40 | row.
-A row dropped at step k keeps travelling with `_drop_step = k` (its text nulled) so
-the final writer can account for every input row. Step 0 is input validation.
+A row dropped at step k keeps travelling with `_drop_step = k` (and its text, for the
+writer's `removed` table and token counts) so the final writer can account for every
+input row. Step 0 is input validation.
 """
 
 from __future__ import annotations

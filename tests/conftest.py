@@ -57,9 +57,9 @@ def recipe_text(input_glob: str, out: str, steps: str = "", extra: str = "") -> 
 
 def run_outputs(out: Path) -> dict:
     """What a run into `out` produced, comparable across runs: the published shards as
-    bytes, and each run's dropped and signals rows without their run id."""
+    bytes, and each run's dropped, removed and signals rows without their run id."""
     files: dict = {p.name: p.read_bytes() for p in sorted(out.glob("part-*.parquet"))}
-    for kind in ("dropped", "signals"):
+    for kind in ("dropped", "removed", "signals"):
         for p in sorted(out.glob(f"_curate/runs/*/{kind}/*.parquet")):
             files[f"{kind}/{p.name}"] = pq.read_table(p).drop_columns(["run_id"]).to_pydict()
     return files
