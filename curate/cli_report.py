@@ -30,14 +30,14 @@ def report(
     One self-contained file (inline SVG charts, no script, nothing fetched), computed
     with DuckDB aggregates over the run's stats, so large runs report quickly.
     """
-    from curate.cli_stats import _check_target, _write
+    from curate.cli_stats import check_target, write_file
     from curate.report import ReportError, build, default_path
     from pipelines import layout
 
     if run is not None and compare is not None:
         fail("give --run or --compare, not both", code=2)
     if to is not None:
-        _check_target(to, out, overwrite)
+        check_target(to, out, overwrite)
         target, root = to.resolve(), out.resolve()
         if root in target.parents:
             fail(f"--to {to} is inside {out}: the next run into it would refuse a file "
@@ -53,6 +53,6 @@ def report(
     if to is None:
         to = default_path(out, run_id, against)
         overwrite = True  # curate's own file in its own folder: regenerated in place
-    _write(to, data, overwrite)
+    write_file(to, data, overwrite)
     out_console.print(f"report: {to} ({len(data) / 1000:,.0f} kB)", highlight=False,
                       soft_wrap=True)

@@ -57,7 +57,7 @@ def stats(
     from curate.stats import Limits, StatsError, query
 
     if to is not None:
-        _check_target(to, out, overwrite)
+        check_target(to, out, overwrite)
     try:
         result = query(out, sql, Limits(memory=memory_limit, threads=threads, timeout=timeout))
     except StatsError as exc:
@@ -72,17 +72,17 @@ def stats(
             return
         buf = io.BytesIO()
         pq.write_table(result, buf)
-        _write(to, buf.getvalue(), overwrite)
+        write_file(to, buf.getvalue(), overwrite)
         return
     if to is not None:
-        _write(to, _render(result, format_).encode("utf-8"), overwrite)
+        write_file(to, _render(result, format_).encode("utf-8"), overwrite)
     elif format_ is Format.table:
         out_console.print(_table(result))
     else:
         sys.stdout.write(_render(result, format_))
 
 
-def _check_target(to: Path, out: Path, overwrite: bool) -> None:
+def check_target(to: Path, out: Path, overwrite: bool) -> None:
     """Refuse a --to that would clobber a file or write into curate's own folder."""
     target, own = to.resolve(), layout.curate_dir(out).resolve()
     if target == own or own in target.parents:
@@ -95,7 +95,7 @@ def _check_target(to: Path, out: Path, overwrite: bool) -> None:
         fail(f"--to {to} exists; give --overwrite to replace it", code=2)
 
 
-def _write(to: Path, data: bytes, overwrite: bool) -> None:
+def write_file(to: Path, data: bytes, overwrite: bool) -> None:
     """Write `data` to `to`; without --overwrite never over a file, even one that appeared
     since the check (exclusive create); with it, via a temporary file and a rename."""
     try:
