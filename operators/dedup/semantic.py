@@ -109,6 +109,8 @@ class SemanticDedup(GlobalOperator):
         ]
 
     def _vectors(self, rows: pa.Table, dim: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        if self.params.column not in rows.column_names:  # a sample of no live rows
+            return np.zeros((0, dim or 0), np.float32), np.zeros(0, bool)
         ids = rows[self.ctx.id_column].to_pylist()
         return vectors_of(rows[self.params.column], ids, dim, self.params.column)
 

@@ -304,3 +304,12 @@ def test_split_groups_equal_brute_force_nearest_sub_centroid():
     assert np.array_equal(group[rows], 2 + brute)
     small = np.flatnonzero(cluster != big)
     assert np.array_equal(group[small], cluster[small])
+
+
+def test_a_step_with_no_live_rows_fits_nothing_and_keeps_going():
+    op = SemanticDedup(SemanticParams(), Context())
+    empty = pa.table({})  # what the engine samples when every row was dropped before
+    centroids = op.fit(empty)
+    splits = op.split(empty, centroids)
+    assert centroids.shape[0] == 0 and splits.shape[0] == 0
+    assert op.metrics(pa.table({}))["clusters"] == 0
