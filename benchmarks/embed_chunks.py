@@ -201,7 +201,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--speed", default="torch,openvino-int8,static")
-    ap.add_argument("--similarity", default="torch,static")
+    ap.add_argument("--similarity", default="torch,static", help="backends, or '' for none")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path, help="also write the figures here")
     args = ap.parse_args()
@@ -231,7 +231,7 @@ def main() -> None:
                            "wordpieces_p50": float(np.median(windows.doc_tokens[picked]))}
     forms = variants(long_docs, chunker.tokenizer, args.seed)
     print(f"similarity on {len(long_docs)} long documents", flush=True)
-    report["similarity"] = [row for b in args.similarity.split(",")
+    report["similarity"] = [row for b in filter(None, args.similarity.split(","))
                             for row in similarity(b, long_docs, forms, args.threads, args.seed)]
     report["finished_load"] = load1()
     print_tables(report)

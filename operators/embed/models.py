@@ -13,7 +13,8 @@ Truncation rule (all backends): a text is cut to its first `max_tokens` word-pie
 model's WordPiece tokenizer. For `torch`, `onnx` and `openvino` the count includes the
 [CLS] and [SEP] that the tokenizer adds (sentence-transformers' `max_seq_length` semantics);
 for `static` there are no special tokens. The default is the model's `max_seq_length` (256
-for MiniLM).
+for MiniLM). With `long_text: chunks` the whole text is embedded instead, in windows
+(`operators.embed.chunks`; `static` takes the untruncated text, `Encoder.encode_whole`).
 """
 
 from __future__ import annotations
