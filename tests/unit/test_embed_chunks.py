@@ -265,3 +265,14 @@ def test_recipe_run_in_process_with_chunks(tmp_path, long_texts, chunks_op):
     assert table["id"].to_pylist() == [r["id"] for r in rows]
     got = vectors_of(table["embedding"])
     assert (got * chunks_op.encode(long_texts)).sum(axis=1).min() > 0.99999
+
+
+def test_onnx_chunked_vectors_do_not_depend_on_batch_mates(tmp_path_factory, long_texts):
+    """onnx runs one window per pass, so a pooled vector is a function of its text alone."""
+    from operators.embed import prepare_backend
+
+    artefact = prepare_backend(None, "onnx", tmp_path_factory.mktemp("onnx") / "onnx", threads=2)
+    op = Embed(EmbedParams(backend="onnx", artefact_dir=str(artefact), long_text="chunks"),
+               Context())
+    alone = np.concatenate([op.encode([t]) for t in long_texts])
+    np.testing.assert_array_equal(op.encode(long_texts[::-1])[::-1], alone)
