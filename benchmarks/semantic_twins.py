@@ -165,8 +165,8 @@ def with_vectors(batches: list[pa.Table], x: np.ndarray) -> list[pa.Table]:
 # ---------------------------------------------------------------- arms
 # Each arm returns, per input row, the id of the kept row it resolves to (itself if kept).
 
-def curate_arm(batches: list[pa.Table], eps: float) -> list[str]:
-    op = SemanticDedup(SemanticParams(eps=eps), Context(seed=SEED))
+def curate_arm(batches: list[pa.Table], eps: float, k: int | None = None) -> list[str]:
+    op = SemanticDedup(SemanticParams(eps=eps, k=k), Context(seed=SEED))
     table = pa.concat_tables(run_operators(batches, [op])).sort_by(C.ORDER)
     removed = pc.equal(pc.fill_null(table[C.REASON], ""), "semantic_duplicate")
     return pc.if_else(removed, table[C.DETAIL], table["id"]).to_pylist()
@@ -300,6 +300,11 @@ def run(args: argparse.Namespace) -> dict:
         batches = with_vectors(dev.batches, x)
         arms: dict[str, tuple[Callable[[float], list[str]], Timed, Timed]] = {}
         arms["curate"] = (lambda e, b=batches: curate_arm(b, e), Timed(), Timed())
+        # Clusters of ~100 rows instead of ~1000: what a twin pair split across clusters
+        # costs, as it would at real scale where K = N/1000 is in the thousands.
+        small_k = max(1, round(n / 100))
+        arms[f"curate k={small_k}"] = (lambda e, b=batches, k=small_k: curate_arm(b, e, k),
+                                       Timed(), Timed())
         setup = Timed()
         plain = setup.run(PlainSemDeDup, x)
         arms["plain"] = (lambda e, p=plain: p.resolve(dev.ids, e), setup, Timed())
