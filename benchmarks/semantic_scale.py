@@ -487,7 +487,8 @@ def table(runs: list[dict]) -> str:
                  f"{r['uptime_before'][0]}/{r['load1_mean']}/{r['uptime_after'][0]}"]
         lines.append("| " + " | ".join(cells) + " |")
     ok = sorted((r for r in runs if r["rc"] == 0), key=lambda r: r["docs"])
-    for lo, hi in zip(ok, ok[1:], strict=False):
+    spans = list(zip(ok, ok[1:], strict=False)) + ([(ok[0], ok[-1])] if len(ok) > 2 else [])
+    for lo, hi in spans:  # consecutive sizes, then smallest to largest
         def x(f, lo=lo, hi=hi) -> str:
             return f"x{f(hi) / max(f(lo), 1e-9):.2f}"
 
