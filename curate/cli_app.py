@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Annotated, NoReturn
 
 import typer
@@ -13,8 +14,18 @@ app = typer.Typer(
     "recipes/quickstart.yaml`, then `curate stats out/quickstart \"SELECT * FROM ops\"`.",
     no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
 )
-out_console = Console()
-err = Console(stderr=True)
+
+
+def _console(stderr: bool = False) -> Console:
+    """A console; writing to a pipe or a CI log (no terminal, no COLUMNS), 160 columns
+    instead of rich's 80, so the funnel's numbers are not cut."""
+    if Console(stderr=stderr).is_terminal or "COLUMNS" in os.environ:
+        return Console(stderr=stderr)
+    return Console(stderr=stderr, width=160)
+
+
+out_console = _console()
+err = _console(stderr=True)
 
 SetOpt = Annotated[list[str] | None, typer.Option(
     "--set", help="override a recipe value: steps.NAME.params.KEY=VALUE (repeatable)")]
