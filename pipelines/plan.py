@@ -116,18 +116,25 @@ class Plan:
         self.driver_seconds: dict[int, float] = defaultdict(float)
         self.metrics: dict[int, dict] = {}
 
+    def tasks(self) -> dict:
+        """map_batches' arguments for a task pool of `concurrency` tasks (Ray's default
+        when unset); `compute=`, as Ray 2.60 deprecates `concurrency=` for tasks."""
+        if self.concurrency is None:
+            return {}
+        return {"compute": ray.data.TaskPoolStrategy(size=self.concurrency)}
+
     def read(self, shards: list[Shard], reader: ReadShards) -> ray.data.Dataset:
         ds = ray.data.from_items([{"shard": s.index} for s in shards],
                                  override_num_blocks=max(1, len(shards)))
-        return ds.map_batches(reader, batch_size=1, concurrency=self.concurrency, **RETRIES)
+        return ds.map_batches(reader, batch_size=1, **self.tasks(), **RETRIES)
 
     def map_op(self, ds: ray.data.Dataset, op: MapOperator, step: int) -> ray.data.Dataset:
         if op.uses_actor:
             return ds.map_batches(MapStep, fn_constructor_args=(op, step), batch_format="pyarrow",
                                   compute=ray.data.ActorPoolStrategy(size=self.concurrency or 1),
                                   num_cpus=ACTOR_CPUS, **ACTOR_RETRIES)
-        return ds.map_batches(MapStep(op, step), batch_format="pyarrow",
-                              concurrency=self.concurrency, **RETRIES)
+        return ds.map_batches(MapStep(op, step), batch_format="pyarrow", **self.tasks(),
+                              **RETRIES)
 
     def global_op(self, ds: ray.data.Dataset, op: GlobalOperator, step: int,
                   store: FitStore | None = None) -> ray.data.Dataset:
@@ -297,8 +304,8 @@ class RayStages:
                 compute=ray.data.ActorPoolStrategy(size=self.plan.concurrency or 1),
                 num_cpus=_actor_cpus(call), **ACTOR_RETRIES)
         else:
-            self.ds = self.ds.map_batches(call, batch_format="pyarrow",
-                                          concurrency=self.plan.concurrency, **RETRIES)
+            self.ds = self.ds.map_batches(call, batch_format="pyarrow", **self.plan.tasks(),
+                                          **RETRIES)
 
     def _materialize(self) -> None:
         self.ds = self.ds.materialize()  # rows are read again after the side records

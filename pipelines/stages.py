@@ -177,9 +177,9 @@ def _resolve(call: StageCall, stage: Stage, ex: Executor) -> None:
     # would make ops.seconds (CPU time in the step) include other steps.
     began = time.time()
     progress.report(call.step, stage.name, 0, None, began, began, progress.RECORDS)
-    start = time.perf_counter()
+    start = time.process_time()
     decisions = call.fn()(records, rows)
-    ex.driver_time(call.step, time.perf_counter() - start)
+    ex.driver_time(call.step, time.process_time() - start)
     progress.report(call.step, stage.name, records.num_rows, None, began, time.time(),
                     progress.RECORDS)
     ex.record_metrics(call.step, step_metrics(decisions))
@@ -207,9 +207,9 @@ def _fit(op: GlobalOperator, step: int, stage: Stage, ex: Executor, store: FitSt
     sample = ex.sample(stage.columns, stage.sample, op.ctx.seed)
     began = time.time()
     progress.report(step, stage.name, 0, None, began, began, progress.SAMPLE)
-    start = time.perf_counter()
+    start = time.process_time()
     value = stage.fn(sample, **{name: values[name].get() for name in stage.uses})
-    ex.driver_time(step, time.perf_counter() - start)
+    ex.driver_time(step, time.process_time() - start)
     progress.report(step, stage.name, sample.num_rows, None, began, time.time(),
                     progress.SAMPLE)
     if store is not None:
@@ -227,17 +227,17 @@ def emit(batch: pa.Table, fn: Callable[[pa.Table], pa.Table]) -> pa.Table:
     """Side records of a batch's live rows, timed."""
     if not batch.num_rows:  # Ray Data's empty blocks carry no columns
         return pa.table({})
-    start = time.perf_counter()
+    start = time.process_time()
     out = fn(live(batch))
-    return timed_side(out, time.perf_counter() - start)
+    return timed_side(out, time.process_time() - start)
 
 
 def reduce(records: pa.Table, fn: Callable[[pa.Table], pa.Table]) -> pa.Table:
     """`fn` on side records (whole groups), timed; carries the inputs' seconds on."""
     carried = side_seconds(records)
-    start = time.perf_counter()
+    start = time.process_time()
     out = fn(side_records(records))
-    return timed_side(out, carried + time.perf_counter() - start)
+    return timed_side(out, carried + time.process_time() - start)
 
 
 def timed_side(out: pa.Table, seconds: float) -> pa.Table:

@@ -27,7 +27,9 @@ def apply_step(batch: pa.Table, fn: Callable[[pa.Table], BatchResult], op: Opera
     """Run `fn` on the live rows of `batch` as step `step` (its stage `stage`, if a
     global operator's); return all rows. The batch is reported to `pipelines.progress`."""
     began = time.time()
-    start = time.perf_counter()
+    # CPU time of this process (all its threads, e.g. torch's), not wall: a busy machine
+    # must not inflate ops.seconds. One task or actor call runs per worker process.
+    start = time.process_time()
     live_mask = pc.is_null(batch[C.DROP_STEP])
     live = batch.filter(live_mask)
     dead = batch.filter(pc.invert(live_mask))
@@ -54,11 +56,11 @@ def apply_step(batch: pa.Table, fn: Callable[[pa.Table], BatchResult], op: Opera
     if last_stage:
         out = out.drop_columns([c for c in out.column_names if C.is_temporary(c)])
 
-    seconds = time.perf_counter() - start
+    seconds = time.process_time() - start
     # Rows out only from the step's last stage: earlier stages' kept rows are not the
     # step's output yet.
     kept_rows = result.reason.null_count if last_stage else None
-    progress.report(step, stage, live.num_rows, kept_rows, began, began + seconds)
+    progress.report(step, stage, live.num_rows, kept_rows, began, time.time())
     tcol = C.seconds_column(step)
     per_row = seconds / max(live.num_rows, 1)
     if tcol in out.column_names:
