@@ -143,19 +143,23 @@ class ShardWriter:
             atomic_write(part, staging / layout.output_shard_name(shard.index, k),
                          self.compression)
 
-    def _write_dropped(self, shard: Shard, rows: pa.Table, ids: pa.Array) -> None:
-        mask = pc.is_valid(rows[C.DROP_STEP])
-        gone = rows.filter(mask)
+    def _drop_records(self, gone: pa.Table, ids: pa.Array) -> dict[str, pa.Array]:
+        """The columns `dropped` and `removed` share, for dropped rows `gone`."""
         step = gone[C.DROP_STEP].to_numpy()
-        table = pa.table({
+        return {
             "run_id": pa.array([self.run_id] * gone.num_rows, pa.string()),
             "step": gone[C.DROP_STEP],
             "op": self._lookup(step, "op"),
             "name": self._lookup(step, "name"),
-            "id": ids.filter(mask),
+            "id": ids,
             "reason": gone[C.REASON],
             "detail": gone[C.DETAIL],
-        }, schema=DROPPED_SCHEMA)
+        }
+
+    def _write_dropped(self, shard: Shard, rows: pa.Table, ids: pa.Array) -> None:
+        mask = pc.is_valid(rows[C.DROP_STEP])
+        table = pa.table(self._drop_records(rows.filter(mask), ids.filter(mask)),
+                         schema=DROPPED_SCHEMA)
         atomic_write(table, layout.dropped_file(self.run_dir, shard.index))
 
     def _write_removed(self, shard: Shard, rows: pa.Table, ids: pa.Array) -> None:
@@ -170,17 +174,8 @@ class ShardWriter:
             gone, gone_ids = gone.take(pick), gone_ids.take(pick)
         text = (pc.cast(gone[rec.text_column], pa.string())
                 if rec.text_column in gone.column_names else pa.nulls(gone.num_rows, pa.string()))
-        step = gone[C.DROP_STEP].to_numpy()
-        table = pa.table({
-            "run_id": pa.array([self.run_id] * gone.num_rows, pa.string()),
-            "step": gone[C.DROP_STEP],
-            "op": self._lookup(step, "op"),
-            "name": self._lookup(step, "name"),
-            "id": gone_ids,
-            "reason": gone[C.REASON],
-            "detail": gone[C.DETAIL],
-            "text": text,
-        }, schema=REMOVED_SCHEMA)
+        table = pa.table({**self._drop_records(gone, gone_ids), "text": text},
+                         schema=REMOVED_SCHEMA)
         atomic_write(table, layout.removed_file(self.run_dir, shard.index))
 
     def _write_signals(self, shard: Shard, rows: pa.Table, ids: pa.Array) -> None:

@@ -6,6 +6,7 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -74,3 +75,19 @@ def write_quality_split(root: Path) -> Path:
     pq.write_table(table.filter(pc.equal(table["label"], "spam")), root / "neg.parquet")
     pq.write_table(table.select(["id", "text", "label"]), root / "all.parquet")
     return root
+
+
+def vector_array(x: np.ndarray) -> pa.FixedSizeListArray:
+    """(n, d) floats as the fixed_size_list<float32>[d] column `embed` writes."""
+    return pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1), pa.float32()), x.shape[1])
+
+
+def write_vectors(path: Path, x: np.ndarray | pa.Array, text: str = "text {i}") -> str:
+    """A Parquet input of ids r0.., texts `text.format(i=i)` and an `embedding` column
+    (vectors as a numpy matrix, or any Arrow array for bad-input cases)."""
+    vectors = vector_array(x) if isinstance(x, np.ndarray) else x
+    n = len(vectors)
+    pq.write_table(pa.table({"id": [f"r{i}" for i in range(n)],
+                             "text": [text.format(i=i) for i in range(n)],
+                             "embedding": vectors}), path)
+    return str(path)

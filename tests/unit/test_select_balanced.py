@@ -4,12 +4,9 @@ exact targets, batch independence, determinism, bad vectors, K reduced, params."
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import pytest
 from pydantic import ValidationError
 
@@ -22,6 +19,7 @@ from pipelines.fitted import FitStore
 from pipelines.inprocess import run_operators
 from pipelines.reader import read_shard
 from pipelines.shards import discover
+from tests.conftest import vector_array, write_vectors
 
 DIM = 16
 TOPICS = [1500, 100, 100, 100, 100, 100]  # topic 0 fills 75% of the corpus
@@ -34,19 +32,6 @@ def topics(sizes: list[int] = TOPICS, seed: int = 0) -> tuple[np.ndarray, np.nda
     x = np.concatenate([normalise(c + 0.08 * rng.standard_normal((n, DIM)).astype(np.float32))
                         for c, n in zip(centres, sizes, strict=True)])
     return x, np.repeat(np.arange(len(sizes)), sizes)
-
-
-def vec_array(x: np.ndarray) -> pa.FixedSizeListArray:
-    return pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1), pa.float32()), x.shape[1])
-
-
-def write_input(path: Path, vectors: np.ndarray | pa.Array) -> str:
-    vectors = vec_array(vectors) if isinstance(vectors, np.ndarray) else vectors
-    n = len(vectors)
-    pq.write_table(pa.table({"id": [f"r{i}" for i in range(n)],
-                             "text": [f"text {i}" for i in range(n)],
-                             "embedding": vectors}), path)
-    return str(path)
 
 
 def run(path: str, batch_rows: int = 256, seed: int = 3, metrics: dict | None = None,
@@ -67,7 +52,7 @@ def kept(out: pa.Table) -> np.ndarray:
 def test_an_over_represented_topic_is_down_sampled_towards_balance(tmp_path):
     x, topic = topics()
     metrics: dict = {}
-    out = run(write_input(tmp_path / "a.parquet", x), metrics=metrics)
+    out = run(write_vectors(tmp_path / "a.parquet", x), metrics=metrics)
     keep = kept(out)
     assert keep.sum() == 300
     per_topic = np.bincount(topic[keep], minlength=len(TOPICS))
@@ -99,7 +84,7 @@ def test_an_over_represented_topic_is_down_sampled_towards_balance(tmp_path):
 
 def test_rows_kept_are_the_closest_to_their_centroid_within_each_leaf(tmp_path):
     x, _ = topics()
-    out = run(write_input(tmp_path / "a.parquet", x))
+    out = run(write_vectors(tmp_path / "a.parquet", x))
     keep = kept(out)
     leaf = np.array(out[C.signal_column(1, "cluster_l1")].to_pylist(), np.int64)
     cos = np.array(out[C.signal_column(1, "centroid_cosine")].to_pylist())
@@ -111,7 +96,7 @@ def test_rows_kept_are_the_closest_to_their_centroid_within_each_leaf(tmp_path):
 
 def test_target_fraction_and_random_strategy_keep_exact_counts(tmp_path):
     x, _ = topics()
-    path = write_input(tmp_path / "a.parquet", x)
+    path = write_vectors(tmp_path / "a.parquet", x)
     assert kept(run(path, target_size=None, target_fraction=0.1)).sum() == 200
     a = run(path, strategy="random", target_size=123)
     assert kept(a).sum() == 123
@@ -121,7 +106,7 @@ def test_target_fraction_and_random_strategy_keep_exact_counts(tmp_path):
 
 def test_result_does_not_depend_on_batches_and_is_deterministic_given_the_seed(tmp_path):
     x, _ = topics()
-    path = write_input(tmp_path / "a.parquet", x)
+    path = write_vectors(tmp_path / "a.parquet", x)
     a, b = run(path, batch_rows=64), run(path, batch_rows=2000)
     drop = [C.seconds_column(1)]
     assert a.drop_columns(drop).equals(b.drop_columns(drop))
@@ -132,7 +117,7 @@ def test_result_does_not_depend_on_batches_and_is_deterministic_given_the_seed(t
 
 def test_fitted_hierarchy_is_recorded_and_reused(tmp_path):
     x, _ = topics()
-    path = write_input(tmp_path / "a.parquet", x)
+    path = write_vectors(tmp_path / "a.parquet", x)
     store = FitStore(tmp_path / "fitted")
     first = run(path, store=store)
     assert (tmp_path / "fitted").is_dir() and any((tmp_path / "fitted").iterdir())
@@ -146,22 +131,22 @@ def test_wrong_size_and_nan_vectors_name_the_row(tmp_path):
     rows = [v.tolist() for v in x]
     rows[7] = rows[7][:5]
     with pytest.raises(VectorError, match="row id 'r7'.*has 5 values, expected 16"):
-        run(write_input(tmp_path / "a.parquet", pa.array(rows, pa.list_(pa.float32()))),
+        run(write_vectors(tmp_path / "a.parquet", pa.array(rows, pa.list_(pa.float32()))),
             target_size=10, levels=[4, 2])
     rows = [v.tolist() for v in x]
     rows[12][3] = float("nan")
     with pytest.raises(VectorError, match="row id 'r12'.*NaN"):
-        run(write_input(tmp_path / "b.parquet", pa.array(rows, pa.list_(pa.float32()))),
+        run(write_vectors(tmp_path / "b.parquet", pa.array(rows, pa.list_(pa.float32()))),
             target_size=10, levels=[4, 2])
 
 
 def test_rows_without_a_vector_are_dropped_with_their_own_reason(tmp_path):
     x, _ = topics([40, 40])
-    vectors = vec_array(x)
+    vectors = vector_array(x)
     mask = np.zeros(len(x), bool)
     mask[[3, 50]] = True
     with_nulls = pa.FixedSizeListArray.from_arrays(vectors.values, DIM, mask=pa.array(mask))
-    out = run(write_input(tmp_path / "a.parquet", with_nulls), target_size=20, levels=[6, 2])
+    out = run(write_vectors(tmp_path / "a.parquet", with_nulls), target_size=20, levels=[6, 2])
     assert kept(out).sum() == 20
     nulls = out.filter(pa.array(mask))
     assert nulls[C.REASON].to_pylist() == ["no_embedding"] * 2
@@ -172,7 +157,7 @@ def test_rows_without_a_vector_are_dropped_with_their_own_reason(tmp_path):
 def test_a_corpus_smaller_than_k_reduces_k_and_records_it(tmp_path):
     x, _ = topics([12, 8])
     metrics: dict = {}
-    out = run(write_input(tmp_path / "a.parquet", x), metrics=metrics, target_size=10,
+    out = run(write_vectors(tmp_path / "a.parquet", x), metrics=metrics, target_size=10,
               levels=[50, 10])
     assert kept(out).sum() == 10
     assert metrics[1]["k"] == [20, 10] and metrics[1]["k_requested"] == [50, 10]
@@ -181,7 +166,7 @@ def test_a_corpus_smaller_than_k_reduces_k_and_records_it(tmp_path):
 def test_default_levels_follow_the_corpus_size(tmp_path):
     x, _ = topics([300, 100])
     metrics: dict = {}
-    run(write_input(tmp_path / "a.parquet", x), metrics=metrics, levels=None, target_size=50)
+    run(write_vectors(tmp_path / "a.parquet", x), metrics=metrics, levels=None, target_size=50)
     assert metrics[1]["k"] == [40, 4]  # round(2·√400), round(√400 / 5)
 
 
@@ -204,6 +189,6 @@ def test_a_corpus_without_any_vector_drops_every_row_as_no_embedding(tmp_path):
     nulls = pa.FixedSizeListArray.from_arrays(pa.array(np.zeros(10 * DIM), pa.float32()), DIM,
                                               mask=pa.array(np.ones(10, bool)))
     metrics: dict = {}
-    out = run(write_input(tmp_path / "a.parquet", nulls), metrics=metrics, target_size=5)
+    out = run(write_vectors(tmp_path / "a.parquet", nulls), metrics=metrics, target_size=5)
     assert out[C.REASON].to_pylist() == ["no_embedding"] * 10
     assert metrics[1]["rows_with_vector"] == 0 and metrics[1]["selected"] == 0

@@ -4,11 +4,8 @@ constructed corpus (no Ray)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from operators.base import Context
@@ -22,6 +19,7 @@ from pipelines.fitted import FitStore
 from pipelines.inprocess import run_operators
 from pipelines.reader import read_shard
 from pipelines.shards import discover
+from tests.conftest import vector_array, write_vectors
 
 DIM = 24
 
@@ -42,19 +40,6 @@ def blobs_with_cores(topics: int = 5, per_topic: int = 120, seed: int = 0
 
 def blobs(topics: int = 5, per_topic: int = 120, seed: int = 0) -> np.ndarray:
     return blobs_with_cores(topics, per_topic, seed)[0]
-
-
-def vec_array(x: np.ndarray) -> pa.FixedSizeListArray:
-    return pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1), pa.float32()), x.shape[1])
-
-
-def write_input(path: Path, x: np.ndarray | pa.Array) -> str:
-    vectors = vec_array(x) if isinstance(x, np.ndarray) else x
-    n = len(vectors)
-    pq.write_table(pa.table({"id": [f"r{i}" for i in range(n)],
-                             "text": [f"text number {i}" for i in range(n)],
-                             "embedding": vectors}), path)
-    return str(path)
 
 
 def run(path: str, store: FitStore | None = None, batch_rows: int = 64,
@@ -122,7 +107,7 @@ def test_removed_rows_are_the_nearest_to_their_centroid_in_every_cluster(tmp_pat
     x = blobs()
     store = FitStore(tmp_path / "fitted")
     metrics: dict = {}
-    out = run(write_input(tmp_path / "a.parquet", x), store=store, metrics=metrics)
+    out = run(write_vectors(tmp_path / "a.parquet", x), store=store, metrics=metrics)
     centroids = store.load(1, "centroids")
     assert centroids.shape == (5, DIM)
     # Brute force in float64: nearest centroid, then the cluster sorted by cosine.
@@ -160,14 +145,14 @@ def test_removed_rows_are_the_nearest_to_their_centroid_in_every_cluster(tmp_pat
 @pytest.mark.parametrize("fraction", [0.1, 0.5, 0.75, 0.9])
 def test_kept_fraction_is_within_half_a_percent_for_many_cluster_counts(tmp_path, fraction):
     x = blobs(topics=8, per_topic=75, seed=9)
-    path = write_input(tmp_path / "a.parquet", x)
+    path = write_vectors(tmp_path / "a.parquet", x)
     for k in (1, 7, 30, 120):
         kept = (~dropped(run(path, k=k, keep_fraction=fraction))).sum()
         assert abs(kept - fraction * len(x)) <= 0.5, (k, kept)
 
 
 def test_deterministic_and_independent_of_batches(tmp_path):
-    path = write_input(tmp_path / "a.parquet", blobs(seed=2))
+    path = write_vectors(tmp_path / "a.parquet", blobs(seed=2))
     a = decisions(run(path))
     assert a == decisions(run(path)) == decisions(run(path, batch_rows=1000))
     assert a == decisions(run(path, batch_rows=7))
@@ -175,7 +160,7 @@ def test_deterministic_and_independent_of_batches(tmp_path):
 
 
 def test_default_k_follows_the_input_rows_and_a_small_sample_reduces_it(tmp_path):
-    path = write_input(tmp_path / "a.parquet", blobs(topics=3, per_topic=30))
+    path = write_vectors(tmp_path / "a.parquet", blobs(topics=3, per_topic=30))
     store, metrics = FitStore(tmp_path / "fitted"), {}
     out = run(path, store=store, metrics=metrics, k=50, sample=20)
     assert store.load(1, "centroids").shape == (20, DIM)
@@ -190,9 +175,9 @@ def test_default_k_follows_the_input_rows_and_a_small_sample_reduces_it(tmp_path
 def test_null_vectors_are_kept_and_not_clustered(tmp_path):
     x = blobs(topics=3, per_topic=40)
     mask = pa.array(np.arange(len(x)) % 6 == 0)
-    with_nulls = pa.FixedSizeListArray.from_arrays(vec_array(x).values, DIM, mask=mask)
+    with_nulls = pa.FixedSizeListArray.from_arrays(vector_array(x).values, DIM, mask=mask)
     metrics: dict = {}
-    out = run(write_input(tmp_path / "a.parquet", with_nulls), metrics=metrics, k=3)
+    out = run(write_vectors(tmp_path / "a.parquet", with_nulls), metrics=metrics, k=3)
     rows = out.to_pylist()
     nulls = [r for r in rows if int(r["id"][1:]) % 6 == 0]
     assert nulls and all(r[C.REASON] is None and r["_s1:cluster"] is None
@@ -206,18 +191,18 @@ def test_nan_and_wrong_dimension_are_errors_naming_the_row(tmp_path):
     x = blobs(topics=2, per_topic=30)
     x[17, 3] = np.nan
     with pytest.raises(VectorError, match="row id 'r17'.*NaN"):
-        run(write_input(tmp_path / "nan.parquet", x))
+        run(write_vectors(tmp_path / "nan.parquet", x))
     lists = [[0.1] * DIM] * 10 + [[0.1] * (DIM - 1)] + [[0.1] * DIM] * 5
     with pytest.raises(VectorError, match="row id 'r10'.*23 values, expected 24"):
-        run(write_input(tmp_path / "dim.parquet", pa.array(lists, pa.list_(pa.float32()))))
+        run(write_vectors(tmp_path / "dim.parquet", pa.array(lists, pa.list_(pa.float32()))))
     op = Prototypes(PrototypesParams(), Context())
-    rows = pa.table({"id": ["x", "y"], "embedding": vec_array(np.ones((2, 8), np.float32))})
+    rows = pa.table({"id": ["x", "y"], "embedding": vector_array(np.ones((2, 8), np.float32))})
     with pytest.raises(VectorError, match="row id 'x'.*8 values, expected 24"):
         op.assign(rows, np.ones((3, DIM), np.float32))
 
 
 def test_no_live_rows_keeps_nothing_and_fails_nothing(tmp_path):
-    path = write_input(tmp_path / "a.parquet", blobs(topics=2, per_topic=20))
+    path = write_vectors(tmp_path / "a.parquet", blobs(topics=2, per_topic=20))
     metrics: dict = {}
     everything_short = LengthFilter(LengthParams(min_words=1000), Context())
     out = run(path, metrics=metrics, before=[everything_short])
@@ -237,7 +222,7 @@ def test_kept_set_is_more_diverse_than_a_random_subset(tmp_path):
     # algorithms.md 2.2, verify (2): mean nearest-neighbour cosine of the kept set below
     # that of random subsets of the same size (dense cores pruned first).
     x, core = blobs_with_cores(topics=6, per_topic=150, seed=5)
-    out = run(write_input(tmp_path / "a.parquet", x), k=6, keep_fraction=0.6)
+    out = run(write_vectors(tmp_path / "a.parquet", x), k=6, keep_fraction=0.6)
     gone = dropped(out)
     kept = x[~gone]
     rng = np.random.default_rng(0)
@@ -270,7 +255,7 @@ def test_d4_chain_moves_an_over_represented_topic_towards_balance(tmp_path):
     shuffle = rng.permutation(len(x))
     x, topic = x[shuffle], topic[shuffle]
     semantic = SemanticDedup(SemanticParams(eps=0.05, k=4), Context(seed=3))
-    out = run(write_input(tmp_path / "a.parquet", x), before=[semantic], k=4,
+    out = run(write_vectors(tmp_path / "a.parquet", x), before=[semantic], k=4,
               keep_fraction=0.8)
     kept = np.array([s is None for s in out[C.DROP_STEP].to_pylist()])
     assert (out[C.DROP_STEP].to_numpy(zero_copy_only=False) == 2).sum() > 0  # prototypes ran

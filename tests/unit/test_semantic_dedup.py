@@ -3,8 +3,6 @@ and the operator's stages over several batches (no Ray)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -28,6 +26,7 @@ from pipelines.fitted import FitStore
 from pipelines.inprocess import run_operators
 from pipelines.reader import read_shard
 from pipelines.shards import discover
+from tests.conftest import vector_array, write_vectors
 
 DIM, EPS = 32, 0.05
 
@@ -41,19 +40,6 @@ def planted(n_random: int = 300, n_pairs: int = 40, seed: int = 0
     twins = base[:n_pairs] + 0.02 * rng.standard_normal((n_pairs, DIM)).astype(np.float32)
     x = np.concatenate([base, normalise(twins)])
     return x, [(i, n_random + i) for i in range(n_pairs)]
-
-
-def vec_array(x: np.ndarray) -> pa.FixedSizeListArray:
-    return pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1), pa.float32()), x.shape[1])
-
-
-def write_input(path: Path, x: np.ndarray | pa.Array) -> str:
-    vectors = vec_array(x) if isinstance(x, np.ndarray) else x
-    n = len(vectors)
-    pq.write_table(pa.table({"id": [f"r{i}" for i in range(n)],
-                             "text": [f"text {i}" for i in range(n)],
-                             "embedding": vectors}), path)
-    return str(path)
 
 
 def run(path: str, store: FitStore | None = None, batch_rows: int = 64,
@@ -82,7 +68,7 @@ def reference(x: np.ndarray, eps: float) -> np.ndarray:
 
 def test_planted_duplicates_found_and_the_farthest_from_the_centroid_kept(tmp_path):
     x, pairs = planted()
-    out = run(write_input(tmp_path / "a.parquet", x))
+    out = run(write_vectors(tmp_path / "a.parquet", x))
     rows = out.to_pylist()
     reason = [r[C.REASON] for r in rows]
     cos = [r["_s1:centroid_cosine"] for r in rows]
@@ -106,7 +92,7 @@ def test_operator_decisions_equal_a_brute_force_reference_per_cluster(tmp_path):
     centers = normalise(rng.standard_normal((6, DIM)).astype(np.float32))
     x = normalise(centers[rng.integers(0, 6, 240)]
                   + 0.06 * rng.standard_normal((240, DIM)).astype(np.float32))
-    out = run(write_input(tmp_path / "a.parquet", x), k=6, eps=0.1)
+    out = run(write_vectors(tmp_path / "a.parquet", x), k=6, eps=0.1)
     cluster = np.array(out["_s1:cluster"].to_pylist())
     cos = np.array(out["_s1:centroid_cosine"].to_pylist())
     dropped = np.array([r is not None for r in out[C.REASON].to_pylist()])
@@ -148,7 +134,7 @@ def test_chains_remove_both_later_rows():
 
 def test_blocked_operator_equals_unblocked(tmp_path):
     x, _ = planted()
-    path = write_input(tmp_path / "a.parquet", x)
+    path = write_vectors(tmp_path / "a.parquet", x)
     small, large = comparable(run(path, block=16)), comparable(run(path, block=4096))
     sim = "_s1:max_similarity"
     assert np.allclose(small.pop(sim), large.pop(sim), atol=1e-6, equal_nan=True)
@@ -157,7 +143,7 @@ def test_blocked_operator_equals_unblocked(tmp_path):
 
 def test_deterministic_given_the_seed(tmp_path):
     x, _ = planted(seed=2)
-    path = write_input(tmp_path / "a.parquet", x)
+    path = write_vectors(tmp_path / "a.parquet", x)
     timing = [C.seconds_column(1)]
     assert run(path).drop_columns(timing).equals(run(path).drop_columns(timing))
 
@@ -165,7 +151,7 @@ def test_deterministic_given_the_seed(tmp_path):
 def test_k_larger_than_the_sample_is_reduced(tmp_path):
     x, _ = planted(n_random=30, n_pairs=5)
     store = FitStore(tmp_path / "fitted")
-    out = run(write_input(tmp_path / "a.parquet", x), store=store, k=50, sample=20)
+    out = run(write_vectors(tmp_path / "a.parquet", x), store=store, k=50, sample=20)
     assert store.load(1, "centroids").shape == (20, DIM)
     assert out.num_rows == 35
     assert default_k(400) == 1 and default_k(100_000) == 100
@@ -173,10 +159,10 @@ def test_k_larger_than_the_sample_is_reduced(tmp_path):
 
 def test_null_vectors_are_kept_and_not_compared(tmp_path):
     x, _ = planted(n_random=50, n_pairs=5)
-    vectors = vec_array(x)
+    vectors = vector_array(x)
     mask = pa.array(np.arange(len(x)) % 10 == 0)
     with_nulls = pa.FixedSizeListArray.from_arrays(vectors.values, DIM, mask=mask)
-    out = run(write_input(tmp_path / "a.parquet", with_nulls), k=2)
+    out = run(write_vectors(tmp_path / "a.parquet", with_nulls), k=2)
     nulls = [r for r in out.to_pylist() if int(r["id"][1:]) % 10 == 0]
     assert nulls and all(r[C.REASON] is None and r["_s1:cluster"] is None for r in nulls)
 
@@ -185,17 +171,17 @@ def test_nan_vector_is_an_error_naming_the_row(tmp_path):
     x, _ = planted(n_random=50, n_pairs=0)
     x[17, 3] = np.nan
     with pytest.raises(VectorError, match="row id 'r17'.*NaN"):
-        run(write_input(tmp_path / "a.parquet", x))
+        run(write_vectors(tmp_path / "a.parquet", x))
 
 
 def test_wrong_dimension_is_an_error_naming_the_row(tmp_path):
     # A list<float> column (what a JSONL input gives) can hold vectors of any size.
     lists = [[0.1] * DIM] * 10 + [[0.1] * (DIM - 1)] + [[0.1] * DIM] * 5
     with pytest.raises(VectorError, match="row id 'r10'.*31 values, expected 32"):
-        run(write_input(tmp_path / "a.parquet", pa.array(lists, pa.list_(pa.float32()))))
+        run(write_vectors(tmp_path / "a.parquet", pa.array(lists, pa.list_(pa.float32()))))
     # ... and a batch whose vectors do not match the fitted centroids' size
     op = SemanticDedup(SemanticParams(), Context())
-    rows = pa.table({"id": ["x", "y"], "embedding": vec_array(np.ones((2, 8), np.float32))})
+    rows = pa.table({"id": ["x", "y"], "embedding": vector_array(np.ones((2, 8), np.float32))})
     with pytest.raises(VectorError, match="row id 'x'.*8 values, expected 32"):
         op.assign(rows, np.ones((3, DIM), np.float32), np.zeros((0, DIM + 1), np.float32))
     with pytest.raises(VectorError, match="not a list of floats"):
@@ -204,7 +190,7 @@ def test_wrong_dimension_is_an_error_naming_the_row(tmp_path):
 
 def test_step_metrics_count_clusters_pairs_and_removals(tmp_path):
     x, pairs = planted()
-    path = write_input(tmp_path / "a.parquet", x)
+    path = write_vectors(tmp_path / "a.parquet", x)
     batches = [b for s in discover(path, "auto", "text", "id")
                for b in read_shard(s, "text", "id", 8_000_000, 64)]
     op = SemanticDedup(SemanticParams(eps=EPS, k=4), Context(seed=3))
@@ -252,9 +238,9 @@ def test_faiss_centroids_are_the_normalised_means_of_their_rows():
 
 def test_decisions_do_not_depend_on_how_rows_are_split(tmp_path):
     x, _ = planted(seed=4)
-    one = write_input(tmp_path / "one.parquet", x)
+    one = write_vectors(tmp_path / "one.parquet", x)
     (tmp_path / "split").mkdir()
-    vectors = vec_array(x)
+    vectors = vector_array(x)
     for name, (a, b) in {"a": (0, 101), "b": (101, 250), "c": (250, len(x))}.items():
         pq.write_table(pa.table({"id": [f"r{i}" for i in range(a, b)],
                                  "text": [f"text {i}" for i in range(a, b)],
@@ -270,7 +256,7 @@ def test_large_clusters_are_split_and_bounded(tmp_path):
     x, _ = blobs([600, 40, 40])  # one dense topic, two small ones
     twins = normalise(x[:30] + 0.005 * np.random.default_rng(1).standard_normal(
         (30, DIM)).astype(np.float32))
-    path = write_input(tmp_path / "a.parquet", np.concatenate([x, twins]))
+    path = write_vectors(tmp_path / "a.parquet", np.concatenate([x, twins]))
     metrics: dict = {}
     out = run(path, k=3, max_cluster_rows=150, sample=1000, metrics=metrics)
     got = metrics[1]
