@@ -127,7 +127,10 @@ def test_ctrl_c_says_how_to_resume_and_the_rerun_resumes(tmp_path):
     recipe = tmp_path / "r.yaml"
     recipe.write_text(f"name: interrupted\ninput: {{path: '{SAMPLES}/corpus/*.parquet'}}\n"
                       f"output: {{path: '{out}'}}\nexecution: {{num_cpus: 2, engine: ray}}\n"
-                      "steps:\n  - op: text.normalize\n  - op: dedup.minhash\n")
+                      "steps:\n  - op: text.normalize\n  - op: dedup.minhash\n"
+                      # 1024 permutations: enough work that the run is still going when
+                      # the interrupt comes, however fast the machine
+                      "    params: {num_perm: 1024}\n")
     env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
     driver = subprocess.Popen([CURATE, "run", str(recipe)], cwd=REPO, env=env, text=True,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
