@@ -132,8 +132,11 @@ def test_ctrl_c_says_how_to_resume_and_the_rerun_resumes(tmp_path):
                       # the interrupt comes, however fast the machine
                       "    params: {num_perm: 1024}\n")
     env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    # A shell that started this test in the background left SIGINT ignored, which the
+    # child would inherit: give it the default a terminal's Ctrl-C meets.
     driver = subprocess.Popen([CURATE, "run", str(recipe)], cwd=REPO, env=env, text=True,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while not list(out.glob("_curate/runs/*/fingerprint")) and time.time() < deadline:
         time.sleep(0.1)
