@@ -52,8 +52,9 @@ from operators.dedup.semantic_math import (
     fit_centroids,
     group_of,
     nearest_centroid,
+    size_summary,
     split_large_clusters,
-    vectors_of,
+    table_vectors,
 )
 
 CLUSTER, GROUP, COSINE = "_sem_cluster", "_sem_group", "_sem_cosine"
@@ -113,10 +114,7 @@ class SemanticDedup(GlobalOperator):
         ]
 
     def _vectors(self, rows: pa.Table, dim: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        if self.params.column not in rows.column_names:  # a sample of no live rows
-            return np.zeros((0, dim or 0), np.float32), np.zeros(0, bool)
-        ids = rows[self.ctx.id_column].to_pylist()
-        return vectors_of(rows[self.params.column], ids, dim, self.params.column)
+        return table_vectors(rows, self.params.column, self.ctx.id_column, dim)
 
     def fit(self, sample: pa.Table) -> np.ndarray:
         """fit: (K', d) float32 unit centroids of the sample's vectors [paper section 3]."""
@@ -232,9 +230,7 @@ def cluster_metrics(decisions: pa.Table) -> dict:
     per_cluster = np.repeat(sizes, clusters)
     return {
         "clusters": int(clusters.sum()),
-        "cluster_size": {"min": int(per_cluster.min()) if per_cluster.size else 0,
-                         "median": float(np.median(per_cluster)) if per_cluster.size else 0.0,
-                         "max": int(per_cluster.max()) if per_cluster.size else 0},
+        "cluster_size": size_summary(per_cluster),
         "pairs_compared": int((clusters * sizes * (sizes - 1) // 2).sum()),
         "removed": int(pc.sum(pc.fill_null(decisions[_DROP], False)).as_py() or 0),
         "unclustered_rows": int((decisions[_SIZE].to_numpy() == 0).sum()),

@@ -62,6 +62,23 @@ def vectors_of(column: pa.ChunkedArray | pa.Array, ids: Sequence, dim: int | Non
     return normalise(out), valid
 
 
+def table_vectors(rows: pa.Table, column: str, id_column: str, dim: int | None = None
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """`vectors_of` a table's `column`, rows named by `id_column` in errors. A table without
+    the column (the fit sample of a step whose rows were all dropped before it has no
+    columns at all) has no vectors."""
+    if column not in rows.column_names:
+        return np.zeros((0, dim or 0), np.float32), np.zeros(0, bool)
+    return vectors_of(rows[column], rows[id_column].to_pylist(), dim, column)
+
+
+def size_summary(sizes: np.ndarray) -> dict:
+    """min, median and max of cluster sizes (zeros when there is no cluster)."""
+    if not len(sizes):
+        return {"min": 0, "median": 0.0, "max": 0}
+    return {"min": int(sizes.min()), "median": float(np.median(sizes)), "max": int(sizes.max())}
+
+
 def normalise(x: np.ndarray) -> np.ndarray:
     """Rows scaled to unit L2 norm, so inner product is cosine (the paper's metric);
     embed's vectors already are, but an input column need not be."""

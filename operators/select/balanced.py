@@ -58,7 +58,7 @@ from operators.base import (
     population,
     vector,
 )
-from operators.dedup.semantic_math import nearest_centroid, vectors_of
+from operators.dedup.semantic_math import nearest_centroid, table_vectors
 from operators.select.balanced_sampling import allocate, entropy_bits, take_from_cluster
 from operators.select.hierarchical_kmeans import (
     LEVELS_DEFAULT,
@@ -147,8 +147,7 @@ class BalancedSelection(GlobalOperator):
         ]
 
     def _vectors(self, rows: pa.Table, dim: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        ids = rows[self.ctx.id_column].to_pylist()
-        return vectors_of(rows[self.params.column], ids, dim, self.params.column)
+        return table_vectors(rows, self.params.column, self.ctx.id_column, dim)
 
     def fit(self, sample: pa.Table) -> Hierarchy:
         """fit: the hierarchy of the sample's vectors [algorithms.md 2.3]."""

@@ -64,7 +64,8 @@ from operators.dedup.semantic_math import (
     default_k,
     fit_centroids,
     nearest_centroid,
-    vectors_of,
+    size_summary,
+    table_vectors,
 )
 from operators.select.prototype_math import kept_per_cluster, prototype_ranks
 
@@ -119,8 +120,7 @@ class Prototypes(GlobalOperator):
         ]
 
     def _vectors(self, rows: pa.Table, dim: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        ids = rows[self.ctx.id_column].to_pylist()
-        return vectors_of(rows[self.params.column], ids, dim, self.params.column)
+        return table_vectors(rows, self.params.column, self.ctx.id_column, dim)
 
     def _k(self, input_rows: int) -> int:
         return self.params.k if self.params.k is not None else default_k(input_rows)
@@ -128,8 +128,6 @@ class Prototypes(GlobalOperator):
     def fit(self, sample: pa.Table) -> np.ndarray:
         """fit: (K', d) float32 unit centroids of the sample's vectors, K' = min(K, rows
         with a vector) [D4 section 3, step 2, the re-clustering]."""
-        if self.params.column not in sample.column_names:  # no live rows: no columns either
-            return np.zeros((0, 0), np.float32)
         x, valid = self._vectors(sample)
         return fit_centroids(x[valid], self._k(population(sample)), self.params.niter,
                              self.ctx.seed)
@@ -158,9 +156,7 @@ class Prototypes(GlobalOperator):
             "k": len(centroids), "k_asked": self._k(input_rows),
             "fit_sample_rows": min(self.params.sample, input_rows), "input_rows": input_rows,
             "clusters": int(clustered.sum()),
-            "cluster_size": {"min": int(sizes.min()) if len(sizes) else 0,
-                             "median": float(np.median(sizes)) if len(sizes) else 0.0,
-                             "max": int(sizes.max()) if len(sizes) else 0},
+            "cluster_size": size_summary(sizes),
             "clustered_rows": n_clustered,
             "target_kept": round(self.params.keep_fraction * n_clustered, 3),
             "kept": int(kept.sum()), "removed": n_clustered - int(kept.sum()),
