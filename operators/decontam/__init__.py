@@ -1,0 +1,4 @@
+"""Benchmark decontamination: find benchmark items leaked into the corpus.
+
+See docs/contamination.md.
+"""
