@@ -114,8 +114,17 @@ def sample(scores: np.ndarray, filter_ratio: float = 0.8, chunks: int = 16,
     s = np.asarray(scores)
     if s.ndim != 2 or s.shape[0] != s.shape[1]:
         raise ValueError(f"scores must be a square (B, B) matrix, got shape {s.shape}")
-    n = s.shape[0]
-    c = chunk_size(n, filter_ratio, chunks)
+    return sample_chunks(s, chunks, chunk_size(s.shape[0], filter_ratio, chunks), seed)
+
+
+def sample_chunks(scores: np.ndarray, chunks: int, size: int,
+                  seed: int | np.random.Generator = 0) -> np.ndarray:
+    """`sample` with the chunk size given: `chunks` chunks of `size` draws each (for a
+    super-batch whose sub-batch is not set by a filter ratio, e.g. a partial last one)."""
+    s = np.asarray(scores)
+    n, c = s.shape[0], size
+    if not 1 <= c * chunks <= n:
+        raise ValueError(f"{chunks} chunks of {c} do not fit in a super-batch of {n}")
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     self_terms = np.diagonal(s).astype(np.float64)
     running = np.zeros(n, np.float64)  # sum over chosen j of S_jk + S_kj
