@@ -151,6 +151,7 @@ from curate import (  # noqa: E402,F401  (register their commands)
     cli_jobs,
     cli_report,
     cli_stats,
+    cli_train_learner,
 )
 
 if __name__ == "__main__":
