@@ -59,7 +59,8 @@ class InProcess:
         self.batches = [S.attach(b, decisions) for b in self.batches]
 
     def record_metrics(self, step: int, metrics: dict) -> None:
-        self.metrics[step] = metrics
+        # A step with several reporting stages (two grouped passes and a resolve) adds up.
+        self.metrics[step] = {**self.metrics.get(step, {}), **metrics}
 
     def sample(self, columns: tuple[str, ...], n: int, seed: int) -> pa.Table:
         return S.merge_sample([S.sample_candidates(b, columns, n, seed)

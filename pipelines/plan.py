@@ -339,7 +339,8 @@ class RayStages:
                                       batch_format="pyarrow", **RETRIES)
 
     def record_metrics(self, step: int, metrics: dict) -> None:
-        self.plan.metrics[step] = metrics
+        # A step with several reporting stages (two grouped passes and a resolve) adds up.
+        self.plan.metrics[step] = {**self.plan.metrics.get(step, {}), **metrics}
 
     def sample(self, columns: tuple[str, ...], n: int, seed: int) -> pa.Table:
         self._materialize()

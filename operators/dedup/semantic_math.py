@@ -159,6 +159,46 @@ def group_of(x: np.ndarray, cluster: np.ndarray, splits: np.ndarray, k: int) -> 
     return group
 
 
+def group_centroids(centroids: np.ndarray, splits: np.ndarray) -> np.ndarray:
+    """(K + S, d) centroids indexed by group number (`group_of`'s numbering): cluster c at
+    row c, sub-centroid i at row K + i. The row of a split cluster is zeroed, since no row
+    is compared within the whole of it: only its parts are groups."""
+    k = len(centroids)
+    groups = np.concatenate([centroids, splits[:, 1:]]) if len(splits) else centroids.copy()
+    if len(splits):
+        groups[np.unique(splits[:, 0].astype(np.int64))] = 0.0
+    return np.ascontiguousarray(groups, np.float32)[: k + len(splits)]
+
+
+def boundary_pair(x: np.ndarray, group: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """Each row's boundary key: the unordered pair (own group, next nearest group), as
+    min * G + max for G groups; -1 for a row without a group or when there is one group.
+
+    SemDeDup compares rows only inside their cluster [paper section 3.1], so two copies on
+    either side of a cluster boundary are never compared; at K = N/1000 that is a few
+    points of recall [benchmarks/semantic.md, "curate k=20"]. Copies lie close to each
+    other, hence usually both near the same boundary: a row of group a whose next nearest
+    group is b, and a row of b whose next nearest is a, meet in group {a, b}. Such a group
+    holds at most |a| + |b| rows, so `max_cluster_rows` still bounds memory (twice).
+    """
+    n_groups = len(groups)
+    key = np.full(len(x), -1, np.int64)
+    real = np.flatnonzero(np.abs(groups).sum(axis=1) > 0)
+    if len(x) == 0 or len(real) < 2:
+        return key
+    has = group >= 0
+    for s in range(0, len(x), BLOCK):
+        e = min(s + BLOCK, len(x))
+        sims = x[s:e] @ groups[real].T
+        own = group[s:e]
+        # Exclude the row's own group (and rows without one pick nothing).
+        sims[real[None, :] == own[:, None]] = -np.inf
+        other = real[np.argmax(sims, axis=1)]
+        lo, hi = np.minimum(own, other), np.maximum(own, other)
+        key[s:e] = np.where(has[s:e], lo * n_groups + hi, -1)
+    return key
+
+
 def nearest_centroid(x: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Each row's cluster (argmax inner product = nearest by cosine) and its cosine.
 

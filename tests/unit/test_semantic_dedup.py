@@ -12,9 +12,11 @@ from operators.base import Context
 from operators.dedup.semantic import SemanticDedup, SemanticParams
 from operators.dedup.semantic_math import (
     VectorError,
+    boundary_pair,
     cluster_duplicates,
     default_k,
     fit_centroids,
+    group_centroids,
     group_of,
     nearest_centroid,
     normalise,
@@ -299,3 +301,61 @@ def test_a_step_with_no_live_rows_fits_nothing_and_keeps_going():
     splits = op.split(empty, centroids)
     assert centroids.shape[0] == 0 and splits.shape[0] == 0
     assert op.metrics(pa.table({}))["clusters"] == 0
+
+
+def test_boundary_pairs_equal_brute_force_two_nearest_groups():
+    rng = np.random.default_rng(4)
+    x = normalise(rng.standard_normal((300, DIM)).astype(np.float32))
+    centroids = normalise(rng.standard_normal((5, DIM)).astype(np.float32))
+    splits = np.column_stack([np.full(2, 3, np.float32),
+                              normalise(rng.standard_normal((2, DIM)).astype(np.float32))])
+    cluster, _ = nearest_centroid(x, centroids)
+    group = group_of(x, cluster, splits, 5)
+    key = boundary_pair(x, group, group_centroids(centroids, splits))
+    # Groups: clusters 0, 1, 2, 4 and the two parts 5, 6 of cluster 3 (not a group itself).
+    real = np.array([0, 1, 2, 4, 5, 6])
+    vectors = np.concatenate([centroids, splits[:, 1:]])
+    for i in range(len(x)):
+        others = [g for g in real if g != group[i]]
+        nxt = others[int(np.argmax([x[i] @ vectors[g] for g in others]))]
+        lo, hi = sorted((int(group[i]), nxt))
+        assert key[i] == lo * 7 + hi, i
+    assert (boundary_pair(x, group, centroids[:1]) == -1).all()  # one group: no boundary
+
+
+def test_copies_either_side_of_a_cluster_boundary_are_found_by_the_across_pass(tmp_path):
+    rng = np.random.default_rng(9)
+    a, b = normalise(rng.standard_normal((2, DIM)).astype(np.float32))
+    blobs = np.concatenate([normalise(c + 0.05 * rng.standard_normal((60, DIM)).astype(
+        np.float32)) for c in (a, b)])
+    # A copy pair (cosine 0.998) on the bisector of the blobs' centroids, nudged to
+    # opposite sides of it.
+    c = fit_centroids(blobs, 2, 100, 3)
+    mid = normalise((c[0] + c[1])[None, :])[0]
+    twins = normalise(np.stack([mid + 0.02 * (c[0] - c[1]), mid - 0.02 * (c[0] - c[1])]))
+    x = np.concatenate([blobs, twins])
+    path = write_vectors(tmp_path / "a.parquet", x)
+    within = run(path, k=2, eps=0.01, across_clusters=False)
+    both = run(path, k=2, eps=0.01)
+    clusters = within["_s1:cluster"].to_pylist()
+    assert clusters[120] != clusters[121]  # the copies sit in different clusters
+    assert within[C.REASON].to_pylist()[120:] == [None, None]
+    assert sorted(map(str, both[C.REASON].to_pylist()[120:])) == ["None",
+                                                                 "semantic_duplicate"]
+
+
+def test_with_two_clusters_both_passes_equal_one_global_comparison(tmp_path):
+    # K = 2 and no split: every row's boundary group is {0, 1}, so the step must remove
+    # exactly what the paper's rule removes over all rows ranked by centroid cosine.
+    rng = np.random.default_rng(5)
+    centers = normalise(rng.standard_normal((6, DIM)).astype(np.float32))
+    x = normalise(centers[rng.integers(0, 6, 240)]
+                  + 0.06 * rng.standard_normal((240, DIM)).astype(np.float32))
+    out = run(write_vectors(tmp_path / "a.parquet", x), k=2, eps=0.1)
+    cos = np.array(out["_s1:centroid_cosine"].to_pylist())
+    dropped = np.array([r is not None for r in out[C.REASON].to_pylist()])
+    rank = np.lexsort((np.arange(len(x)), cos))
+    assert 0 < dropped.sum() < len(x)
+    assert np.array_equal(dropped[rank], reference(x[rank], 0.1))
+    kept = {f"r{i}" for i in np.flatnonzero(~dropped)}
+    assert set(out[C.DETAIL].filter(pa.array(dropped)).to_pylist()) <= kept
