@@ -26,7 +26,12 @@ import pyarrow.parquet as pq
 from pipelines import layout
 from pipelines.tables import STATS_TABLES
 
-VIEWS = [*STATS_TABLES, *(f"all_{t}" for t in STATS_TABLES)]
+# Derived views (docs/stats.md, "Contamination"), each also as all_<name>.
+DERIVED = ("benchmark_items", "contamination")
+VIEWS = [*STATS_TABLES, *(f"all_{t}" for t in STATS_TABLES), *DERIVED,
+         *(f"all_{t}" for t in DERIVED)]
+# What a decontam step's `items` fit stage records (pipelines.fitted names it).
+ITEMS_FILES = "fitted/step-*-items.table.parquet"
 _UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
           "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
 
@@ -93,6 +98,60 @@ def _view_sql(name: str, files: list[str]) -> str:
             f"SELECT * FROM read_parquet([{listed}], union_by_name=true)")
 
 
+_ITEMS_COLUMNS = ("CAST(NULL AS VARCHAR) AS run_id, CAST(NULL AS SMALLINT) AS step, "
+                  "CAST(NULL AS VARCHAR) AS benchmark, CAST(NULL AS VARCHAR) AS item_id, "
+                  "CAST(NULL AS VARCHAR) AS file, CAST(NULL AS BIGINT) AS row")
+
+
+def _items_files(run_dirs: list[Path]) -> list[str]:
+    """The recorded item tables that have the columns the view reads (a file written by
+    something else under OUT is left out rather than breaking every query)."""
+    need = {"benchmark", "item_id", "file", "row"}
+    good = []
+    for f in _files(run_dirs, ITEMS_FILES):
+        try:
+            if need <= set(pq.read_schema(f).names):
+                good.append(f)
+        except (OSError, pa.ArrowException):
+            continue
+    return good
+
+
+def _items_view_sql(name: str, files: list[str]) -> str:
+    """benchmark_items(run_id, step, benchmark, item_id, file, row): the items each
+    decontam step checked, from its recorded `items` fit table (run and step from the
+    file's path: RUN_ID/fitted/step-NNN-items.table.parquet)."""
+    empty = f"SELECT {_ITEMS_COLUMNS} WHERE false"
+    if not files:
+        return f"CREATE VIEW {name} AS {empty}"
+    listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+    path = "replace(filename, '\\', '/')"
+    return (f"CREATE VIEW {name} AS {empty} UNION ALL BY NAME SELECT "
+            f"regexp_extract({path}, '([^/]+)/fitted/[^/]+$', 1) AS run_id, "
+            f"CAST(regexp_extract({path}, 'step-([0-9]+)-items', 1) AS SMALLINT) AS step, "
+            "CAST(benchmark AS VARCHAR) AS benchmark, CAST(item_id AS VARCHAR) AS item_id, "
+            "CAST(file AS VARCHAR) AS file, CAST(row AS BIGINT) AS row "
+            f"FROM read_parquet([{listed}], filename=true)")
+
+
+def _contamination_view_sql(prefix: str) -> str:
+    """contamination: one row per row a decontam step flagged, its signals pivoted, and
+    whether that step dropped it (`action: drop`) or kept it (`annotate`)."""
+    def pick(key: str, col: str) -> str:
+        return f"max(s.{col}) FILTER (WHERE s.key = '{key}')"
+    return (f"CREATE VIEW {prefix}contamination AS SELECT s.run_id, s.step, s.name, s.op, "
+            f"s.id, {pick('benchmark', 'text')} AS benchmark, "
+            f"{pick('matched_id', 'text')} AS matched_id, {pick('method', 'text')} AS method, "
+            f"{pick('score', 'num')} AS score, "
+            f"CAST({pick('span_start', 'num')} AS BIGINT) AS span_start, "
+            f"CAST({pick('span_end', 'num')} AS BIGINT) AS span_end, "
+            f"bool_or(d.id IS NOT NULL) AS dropped "
+            f"FROM {prefix}signals s LEFT JOIN {prefix}dropped d ON d.run_id = s.run_id "
+            "AND d.step = s.step AND d.id = s.id "
+            "WHERE s.op LIKE 'decontam.%' GROUP BY s.run_id, s.step, s.name, s.op, s.id "
+            "HAVING count(*) FILTER (WHERE s.key = 'method') > 0")
+
+
 def connect(out: str | Path, limits: Limits = Limits()) -> duckdb.DuckDBPyConnection:
     """A sandboxed in-memory DuckDB with the views over the runs under `out`.
 
@@ -109,6 +168,7 @@ def connect(out: str | Path, limits: Limits = Limits()) -> duckdb.DuckDBPyConnec
     scopes = {"": latest_succeeded(every), "all_": every}
     views = {f"{prefix}{t}": _files(dirs, pattern)
              for prefix, dirs in scopes.items() for t, pattern in layout.RUN_TABLES.items()}
+    items = {prefix: _items_files(dirs) for prefix, dirs in scopes.items()}
     try:
         con = duckdb.connect(":memory:", config={
             "memory_limit": limits.memory, "threads": limits.threads,
@@ -122,11 +182,15 @@ def connect(out: str | Path, limits: Limits = Limits()) -> duckdb.DuckDBPyConnec
         raise StatsError(f"bad limit: {_one_line(exc)}") from None
     try:
         # allowed_paths can only be set on a running database, and before access is closed.
-        con.execute("SET allowed_paths = ?", [sorted({f for fs in views.values() for f in fs})])
+        allowed = {f for fs in [*views.values(), *items.values()] for f in fs}
+        con.execute("SET allowed_paths = ?", [sorted(allowed)])
         con.execute("SET enable_external_access = false")
         con.execute("SET enable_progress_bar = false")  # stdout carries the results
         for name, files in views.items():
             con.execute(_view_sql(name, files))
+        for prefix, files in items.items():
+            con.execute(_items_view_sql(f"{prefix}benchmark_items", files))
+            con.execute(_contamination_view_sql(prefix))
         con.execute("SET lock_configuration = true")
     except duckdb.Error as exc:  # e.g. a stats file that is not Parquet
         con.close()

@@ -37,6 +37,10 @@ from pydantic import Field
 from operators.base import Params
 from pipelines.errors import CurateError
 
+# A decontam operator's `fit` stage of this name returns `items_table(items)`; the engine
+# records it as `fitted/step-NNN-items.table.parquet`, which `curate stats` shows as the
+# `benchmark_items` view, so a run lists every item it checked, leaked or not.
+ITEMS_STAGE = "items"
 SIGNAL_KEYS = {"benchmark": "text", "matched_id": "text", "method": "text", "score": "num",
                "span_start": "num", "span_end": "num"}
 REASON = "contaminated"
@@ -79,6 +83,14 @@ class DecontamParams(Params):
     action: Literal["drop", "annotate"] = Field("drop", description="drop flagged rows "
                                                 "(reason 'contaminated'), or keep them with "
                                                 "the signals")
+
+
+def items_table(items: BenchmarkItems) -> pa.Table:
+    """The items a run checked (not their text): benchmark, item_id, file, row."""
+    return pa.table({"benchmark": pa.array(items.benchmarks, pa.string()),
+                     "item_id": pa.array(items.ids, pa.string()),
+                     "file": pa.array(items.files, pa.string()),
+                     "row": pa.array(items.rows, pa.int64())})
 
 
 def expand(patterns: Sequence[str]) -> list[str]:

@@ -9,8 +9,9 @@ the row, and the row is flagged when its best item's score reaches `threshold`
 Portraits, algorithms.md 3.4; `bloom_index`), smaller but naming only the benchmark.
 
 Stages:
-1. `index` (fit): load the benchmark files and build the index, once, in one process;
-   the engine shares it with the workers through the object store.
+1. `items` and `index` (fit): load the benchmark files and build the index, once, in one
+   process; the engine shares it with the workers through the object store. `items`
+   (benchmark, item id, file, row) is recorded for the `benchmark_items` stats view.
 2. `match` (map): each row's best item, its score and the matched span (characters from
    the first to the last matched gram of that item in the row); the signals.
 3. `flagged` (emit) and `summary` (resolve): only the flagged rows' items travel, for the
@@ -36,9 +37,11 @@ from pydantic import Field
 
 from operators.base import ORDER_COLUMN, BatchResult, GlobalOperator, Stage
 from operators.decontam.benchmark_sets import (
+    ITEMS_STAGE,
     REASON,
     SIGNAL_KEYS,
     DecontamParams,
+    items_table,
     load_benchmark_items,
 )
 from operators.decontam.bloom_index import BloomIndex, bloom_match, build_bloom
@@ -89,11 +92,16 @@ class NgramDecontam(GlobalOperator):
                                     p.benchmark_column)
 
     def stages(self) -> list[Stage]:
-        return [Stage("index", self.fit_index, kind="fit", sample=1),
+        return [Stage(ITEMS_STAGE, self.fit_items, kind="fit", sample=1),
+                Stage("index", self.fit_index, kind="fit", sample=1),
                 Stage("match", self.match, uses=("index",)),
                 Stage("flagged", self.flagged, kind="emit"),
                 Stage("summary", self.summary, kind="resolve", uses=("index",)),
                 Stage("decide", self.decide)]
+
+    def fit_items(self, sample: pa.Table) -> pa.Table:
+        """fit: the items checked (recorded for the `benchmark_items` view)."""
+        return items_table(self._load())
 
     def fit_index(self, sample: pa.Table) -> NgramIndex | BloomIndex:
         """fit: the index of the benchmark items (the corpus sample is not used)."""
