@@ -146,6 +146,7 @@ def train_quality_cmd(
 
 
 from curate import (  # noqa: E402,F401  (register their commands)
+    cli_contamination,
     cli_embed,
     cli_inspect,
     cli_jobs,
