@@ -1,0 +1,81 @@
+"""decontam.ngram through the real CLI: a bad benchmark file at `curate validate`, a run,
+then `curate contamination` and the `contamination` / `benchmark_items` stats views."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from tests.cli.test_cli import curate
+from tests.conftest import write_parquet
+from tests.unit.test_decontam_ngram_op import FILLER, write_planted
+
+
+def _recipe(tmp_path, bench: str, corpus: str, action: str = "drop") -> str:
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"name: t\ninput: {{path: '{corpus}'}}\n"
+                      f"output: {{path: '{tmp_path}/out'}}\nsteps:\n"
+                      "  - op: filter.length\n"
+                      "  - op: decontam.ngram\n    name: decon\n"
+                      f"    params: {{benchmarks: ['{bench}'], text_columns: [question, answer], "
+                      f"action: {action}}}\n")
+    return str(recipe)
+
+
+def test_validate_names_the_bad_benchmark_file_and_row(tmp_path):
+    write_parquet(tmp_path / "in" / "a.parquet", [{"id": "a", "text": "hello"}])
+    bench = write_parquet(tmp_path / "b" / "gsm.parquet", [
+        {"id": "q1", "question": "What is two plus two?", "answer": "4"},
+        {"id": "q2", "question": None, "answer": ""}])
+    res = curate("validate", _recipe(tmp_path, str(bench), f"{tmp_path}/in/*.parquet"))
+    assert res.returncode == 2, res.stderr
+    assert (f"r.yaml:6: step 'decon' (steps[1]): {bench} row 1: item 'q2' has no text "
+            "(columns question, answer are null or empty)") in res.stderr.replace("\n  ", " ")
+    res = curate("validate", _recipe(tmp_path, f"{tmp_path}/nothing/*.jsonl",
+                                     f"{tmp_path}/in/*.parquet"))
+    assert res.returncode == 2 and "nothing/*.jsonl' matches no file" in res.stderr
+
+
+def test_run_then_contamination_lists_leaked_and_clean_items(tmp_path):
+    bench, corpus = write_planted(tmp_path)
+    res = curate("run", _recipe(tmp_path, bench, corpus))
+    assert res.returncode == 0, res.stderr
+    out = str(tmp_path / "out")
+    res = curate("contamination", out, "--format", "csv")
+    assert res.returncode == 0, res.stderr
+    rows = {r["item_id"]: r for r in csv.DictReader(io.StringIO(res.stdout))}
+    assert {k: (r["leaked"], r["rows"], r["methods"]) for k, r in rows.items()} == {
+        "q0": ("True", "1", "ngram"), "q1": ("True", "1", "ngram"), "q2": ("False", "0", "")}
+    assert rows["q0"]["score"] == "1.0" and rows["q0"]["step_name"] == "decon"
+    res = curate("contamination", out, "--by", "benchmark", "--format", "json")
+    assert res.returncode == 0, res.stderr
+    assert '"benchmark": "gsm", "items": 3, "items_leaked": 2, "rows_flagged": 2' in res.stdout
+    res = curate("contamination", out, "--items", "leaked")
+    assert res.returncode == 0 and "q0" in res.stdout and "q2" not in res.stdout
+    res = curate("stats", out, "SELECT id, matched_id, span_start, dropped FROM contamination "
+                 "ORDER BY id", "--format", "csv")
+    assert res.returncode == 0, res.stderr
+    # p0: the item after the filler; p1: from the first 7-gram left intact by the drops
+    # ("at" before "9 am" is dropped, so the first intact gram starts at "9").
+    assert res.stdout.splitlines()[1:] == [f"p0,q0,{len(FILLER)},True",
+                                           f"p1,q1,{len('A train leaves Oslo ')},True"]
+
+
+def test_annotate_keeps_rows_and_contamination_says_not_dropped(tmp_path):
+    bench, corpus = write_planted(tmp_path)
+    assert curate("run", _recipe(tmp_path, bench, corpus, "annotate")).returncode == 0
+    res = curate("stats", str(tmp_path / "out"), "SELECT count(*) FILTER (WHERE dropped), "
+                 "count(*) FROM contamination", "--format", "csv")
+    assert res.stdout.splitlines()[1] == "0,2"
+
+
+def test_contamination_without_decontam_steps_or_runs_fails_clearly(tmp_path):
+    res = curate("contamination", str(tmp_path))
+    assert res.returncode == 2 and "holds no curate runs" in res.stderr
+    write_parquet(tmp_path / "in" / "a.parquet", [{"id": "a", "text": "hello world"}])
+    recipe = tmp_path / "plain.yaml"
+    recipe.write_text(f"name: p\ninput: {{path: '{tmp_path}/in/*.parquet'}}\n"
+                      f"output: {{path: '{tmp_path}/out'}}\nsteps:\n  - op: filter.length\n")
+    assert curate("run", str(recipe)).returncode == 0
+    res = curate("contamination", str(tmp_path / "out"))
+    assert res.returncode == 1 and "no decontam.* step" in res.stderr
