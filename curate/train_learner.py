@@ -65,7 +65,7 @@ def read_pairs(pattern: str, left: str, right: str) -> tuple[list[str], list[str
 
 def held_out(texts: list[str], fraction: float, seed: int) -> np.ndarray:
     """True for the test rows: a seeded hash of the left text below `fraction`."""
-    h = np.array([xxhash.xxh3_64_intdigest(t, seed=seed) for t in texts], np.uint64)
+    h = np.array([xxhash.xxh3_64_intdigest(t.encode(), seed=seed) for t in texts], np.uint64)
     return (h >> np.uint64(11)).astype(np.float64) / float(1 << 53) < fraction
 
 
@@ -114,8 +114,8 @@ def train_head(left: np.ndarray, right: np.ndarray, *, dim: int | None = None, e
             loss.backward()
             opt.step()
             steps += 1
-    return (w_l.detach().numpy(), w_r.detach().numpy(), float(log_t.exp()), float(b),
-            steps)
+    return (w_l.detach().numpy(), w_r.detach().numpy(), float(log_t.detach().exp()),
+            float(b.detach()), steps)
 
 
 def train_learner(pattern: str, out: str | Path, left_column: str = "prompt",
