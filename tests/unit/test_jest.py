@@ -142,3 +142,28 @@ def test_select_from_embeddings_and_errors():
         jest.pair_losses(q, pr)
     with pytest.raises(ValueError, match="different sizes"):
         jest.select(learner=(q, p), reference=(qr[:16], pr[:16]), filter_ratio=0.5, chunks=4)
+
+
+def test_chosen_batches_are_more_learnable_per_pair_as_the_filter_ratio_grows():
+    """Section 1.9: mean learnability rises with f too. Per pair (s(B) / b^2), since a
+    larger f keeps a smaller b; each f also beats uniform subsets of its own size."""
+    losses_l, losses_r = pool()
+    s = jest.score_matrix(losses_l, losses_r)
+    rng = np.random.default_rng(1)
+    per_pair = {}
+    for f in (0.5, 0.75, 0.875):
+        b = int(256 * (1 - f))
+        chosen = [jest.batch_loss(s, jest.sample(s, f, 8, seed=k)) / b**2 for k in range(20)]
+        uniform = [jest.batch_loss(s, rng.choice(256, b, replace=False)) / b**2
+                   for _ in range(1000)]
+        per_pair[f] = np.mean(chosen)
+        assert per_pair[f] > np.mean(uniform)
+    assert per_pair[0.5] < per_pair[0.75] < per_pair[0.875]
+
+
+def test_sample_chunks_is_sample_with_the_chunk_size_given():
+    s = np.random.default_rng(7).standard_normal((40, 40))
+    assert np.array_equal(jest.sample_chunks(s, 4, 5, seed=3), jest.sample(s, 0.5, 4, seed=3))
+    assert len(jest.sample_chunks(s, 3, 1, seed=0)) == 3
+    with pytest.raises(ValueError, match="do not fit"):
+        jest.sample_chunks(s, 5, 9)
