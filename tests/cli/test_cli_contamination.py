@@ -59,6 +59,12 @@ def test_run_then_contamination_lists_leaked_and_clean_items(tmp_path):
     # ("at" before "9 am" is dropped, so the first intact gram starts at "9").
     assert res.stdout.splitlines()[1:] == [f"p0,q0,{len(FILLER)},True",
                                            f"p1,q1,{len('A train leaves Oslo ')},True"]
+    # A file under OUT that looks like an items table but is not one is left out.
+    run_dir = next((tmp_path / "out" / "_curate" / "runs").iterdir())
+    write_parquet(run_dir / "fitted" / "step-009-items.table.parquet", [{"x": 1}])
+    res = curate("stats", out, "SELECT step, count(*) FROM benchmark_items GROUP BY 1",
+                 "--format", "csv")
+    assert res.returncode == 0 and res.stdout.splitlines()[1:] == ["2,3"], res.stderr
 
 
 def test_annotate_keeps_rows_and_contamination_says_not_dropped(tmp_path):
