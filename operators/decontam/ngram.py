@@ -57,6 +57,9 @@ class NgramParams(DecontamParams):
                    "and code: docs/contamination.md)")
     threshold: float = Field(0.1, gt=0, le=1, description="flag a row when it holds at least "
                              "this share of one item's distinctive n-grams")
+    min_grams: int = Field(2, ge=1, description="a row must also hold at least this many "
+                           "of the item's distinctive n-grams (all, if it has fewer): one "
+                           "shared phrase is topic, not a copy")
     max_item_frequency: int = Field(10, ge=1, description="ignore n-grams found in more than "
                                     "this many items of the same benchmark: its templates "
                                     "and instructions (GPT-3: 10)")
@@ -117,7 +120,7 @@ class NgramDecontam(GlobalOperator):
         text = rows[self.ctx.text_column].combine_chunks()
         w = words(text)
         bloom = isinstance(index, BloomIndex)
-        m = bloom_match(index, w) if bloom else match(index, w)
+        m = bloom_match(index, w) if bloom else match(index, w, p.min_grams)
         flag = (m.item >= 0) & (m.score >= (p.bloom_min_chain if bloom else p.threshold))
         signals, detail = self._signals(text, w.counts, m, flag, index)
         table = (rows.append_column(_FLAG, pa.array(flag))

@@ -144,8 +144,14 @@ def hits(index: NgramIndex, w: Words) -> tuple[np.ndarray, np.ndarray, np.ndarra
             np.concatenate(ends))
 
 
-def match(index: NgramIndex, w: Words) -> Matches:
-    """Each row's best item by score (ties: the earlier item) and the matched span."""
+def match(index: NgramIndex, w: Words, min_grams: int = 1) -> Matches:
+    """Each row's best item by score (ties: the earlier item) and the matched span.
+
+    An item counts for a row only when the row holds at least `min_grams` of its
+    distinctive grams (all of them, for an item with fewer): one shared 7-word phrase
+    ("won the nobel prize for literature in") is topic, not a copy, even when it is a
+    large share of a short item.
+    """
     nrows = len(w.first) - 1
     out = Matches(np.full(nrows, -1, np.int64), np.zeros(nrows), np.zeros(nrows, np.int64),
                   np.zeros(nrows, np.int64))
@@ -158,6 +164,11 @@ def match(index: NgramIndex, w: Words) -> Matches:
     ri, group = np.unique(key[:2], axis=1, return_inverse=True)
     found = np.bincount(group, weights=index.weights[key[2]], minlength=ri.shape[1])
     score = np.minimum(found / np.maximum(index.total[ri[1]], 1e-12), 1.0)
+    enough = np.bincount(group, minlength=ri.shape[1]) >= np.minimum(
+        min_grams, index.distinct[ri[1]])
+    ri, score = ri[:, enough], score[enough]
+    if not len(score):
+        return out
     best = np.lexsort((ri[1], -score, ri[0]))
     lead = np.ones(len(best), bool)
     lead[1:] = ri[0][best][1:] != ri[0][best][:-1]

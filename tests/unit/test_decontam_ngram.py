@@ -140,3 +140,13 @@ def test_bloom_index_names_the_benchmark_and_the_longest_chain():
     assert index.names[m.item[0]] == "gsm" and m.score[0] == len(item.split()) - 3
     assert m.item[1] == -1
     assert 0 < index.figures["bloom_computed_error_rate"] <= 2e-6
+
+
+def test_one_shared_phrase_of_a_short_item_is_not_enough():
+    item = "Which American-born Sinclair won the Nobel Prize for Literature in 1930?"
+    index = build_index(items_of([item]), n=7)
+    topic = "Many writers won the Nobel Prize for Literature in their fifties."
+    copy = "Quiz: which American born Sinclair won the Nobel Prize for Literature?"
+    one, two = match(index, words([topic, copy]), 1), match(index, words([topic, copy]), 2)
+    assert one.item.tolist() == [0, 0] and one.score[0] > 0.1  # 1 of the item's 6 grams
+    assert two.item.tolist() == [-1, 0] and two.score[1] == one.score[1]
