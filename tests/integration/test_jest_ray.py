@@ -51,13 +51,15 @@ def test_ray_equals_in_process_and_the_shard_split_does_not_matter(ray_session, 
     for key in want:
         assert got[key] == want[key], key
     kept = pq.read_table(tmp_path / "ray").num_rows
-    assert kept == 2 * 16 + 5  # two full super-batches and 22 rows keeping floor(22/4)
+    # Two full super-batches keep 16 each; the last 22 rows k = floor(22 x 0.25) = 5, in
+    # min(4, 5) = 4 chunks of floor(5 / 4) = 1.
+    assert kept == 2 * 16 + 4
     [step] = [r for r in on_ray.ops if r["name"] == "select.jest"]
     assert step["rows_in"] == ROWS and step["rows_out"] == kept
     # Other shards: other `_order`s, the same input order, so the same super-batches.
     other = _write(tmp_path / "in2", [20, 100])
-    _run(other, tmp_path / "ray2", "ray", batch_rows=7)
-    assert _decisions(tmp_path / "ray2") == _decisions(tmp_path / "ray")
+    _run(other, tmp_path / "local2", "inprocess", batch_rows=7)
+    assert _decisions(tmp_path / "local2") == _decisions(tmp_path / "ray")
 
 
 def test_the_training_loop_example_with_ray_data_as_the_loader(ray_session):
