@@ -73,16 +73,11 @@ _BATCH, _SLOT = "_jst_batch", "_jst_slot"
 _CHOSEN, _CHUNK, _LEARN, _SELF, _SIZE, _KEPT = "_jst_chosen", "_jst_chunk", "_jst_learn", \
     "_jst_self", "_jst_size", "_jst_kept"
 _LEAD = "_jst_lead"  # true on each super-batch's first row, to count them
+_SOURCE_KEYS = ("{model: local dir, backend: torch|onnx|openvino|static, or columns: [left, "
+                "right] (vector columns); head: .npz from curate train-learner; batch_size, "
+                "max_tokens, threads, artefact_dir}")
 _ORDER_BLOCK_BITS = 20  # input order: blocks of 2^20 consecutive `_order`s
 _HASH_BLOCK_SHIFT = 52  # shuffle: blocks by the hash's top 12 bits (4,096 blocks)
-
-
-def _learner_default() -> SourceParams:
-    return SourceParams(backend="static")
-
-
-def _reference_default() -> SourceParams:
-    return SourceParams(backend="torch")
 
 
 class JestParams(Params):
@@ -105,12 +100,12 @@ class JestParams(Params):
                              "execution.seed)")
     shuffle: bool = Field(False, description="form super-batches from a seeded shuffle of the "
                           "rows instead of consecutive rows in input order")
-    learner: SourceParams = Field(default_factory=_learner_default, description="the learner: "
-                                  "{model, backend, columns, head, ...} (default: the static "
+    learner: SourceParams = Field(SourceParams(backend="static"), description="the learner "
+                                  f"{_SOURCE_KEYS} (default: {{backend: static}}, the static "
                                   "distillation of all-MiniLM-L6-v2, a weaker encoder)")
-    reference: SourceParams = Field(default_factory=_reference_default, description="the "
-                                    "reference: {model, backend, columns, head, ...} "
-                                    "(default: all-MiniLM-L6-v2 through torch)")
+    reference: SourceParams = Field(SourceParams(backend="torch"), description="the reference "
+                                    f"{_SOURCE_KEYS} (default: {{backend: torch}}, "
+                                    "all-MiniLM-L6-v2 itself)")
     action: Literal["drop", "annotate"] = Field("drop", description="drop: rows not chosen are "
                                                 "dropped (jest_not_selected); annotate: keep "
                                                 "every row, with its signals")
