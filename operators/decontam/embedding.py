@@ -3,9 +3,11 @@ document's spans; catches rephrased, reordered, cut and re-identified copies tha
 miss (algorithms.md section 3.5, Yang et al. 2023: n-gram checks miss rephrasing).
 
 Stages (the maths is in `embedding_math`):
-1. `index` (fit, once, in one process): the benchmark items (`benchmark_sets`) embedded
+1. `items` (fit: the items checked, for the `benchmark_items` stats view) and `index`
+   (fit, once, in one process): the benchmark items (`benchmark_sets`) embedded
    with the step's encoder, each item's cosine to its nearest sibling in its own benchmark,
-   and its threshold `max(min_score, sibling + margin)` [issue 13: calibrate against the
+   and its threshold `max(min_score, max(sibling, floor) + margin)`, floor the
+   `sibling_floor` quantile of its benchmark's sibling cosines [issue 13: calibrate against the
    nearest sibling, so a *different* item of the same task, which shares the task's
    template, is not flagged]. With `item_halves`, each item's first and second half (by
    words) are indexed too, each calibrated against the same halves of its siblings, so a
@@ -48,10 +50,12 @@ from operators.base import (
     local_path,
 )
 from operators.decontam.benchmark_sets import (
+    ITEMS_STAGE,
     REASON,
     SIGNAL_KEYS,
     BenchmarkItems,
     DecontamParams,
+    items_table,
     load_benchmark_items,
 )
 from operators.decontam.embedding_math import (
@@ -83,7 +87,13 @@ class EmbeddingDecontamParams(DecontamParams):
     backend: Backend = Field("onnx", description=backend_help())
     margin: float = Field(0.1, ge=0.0, le=1.0, description="a span flags item i when its "
                           "cosine reaches the cosine of i's nearest sibling in its own "
-                          "benchmark plus this margin (and min_score)")
+                          "benchmark (at least the benchmark's sibling_floor quantile) plus "
+                          "this margin, and min_score")
+    sibling_floor: float = Field(0.5, ge=0.0, le=1.0, description="quantile of its "
+                                 "benchmark's nearest-sibling cosines that stands in for an "
+                                 "item's own when that is lower (an item in a sparse corner "
+                                 "of its task is still as close to a new item of the task "
+                                 "as typical siblings are to each other); 0 turns it off")
     min_score: float = Field(0.7, ge=-1.0, le=1.0, description="cosine every match must "
                              "reach, whatever the item's siblings (the whole threshold of an "
                              "item alone in its benchmark)")
@@ -156,9 +166,10 @@ class EmbeddingDecontam(GlobalOperator):
 
     def stages(self) -> list[Stage]:
         text = self.ctx.text_column
+        # The fits read no corpus rows (the index is the benchmark's); one sampled row
+        # satisfies the stage contract.
         return [
-            # The fit reads no corpus rows (the index is the benchmark's); one sampled row
-            # satisfies the stage contract.
+            Stage(ITEMS_STAGE, self.fit_items, kind="fit", sample=1, columns=(text,)),
             Stage("index", self.fit, kind="fit", sample=1, columns=(text,)),
             Stage("match", self.match, uses=("index",), actor=True),
             Stage("tally", tally, kind="emit"),
@@ -167,6 +178,11 @@ class EmbeddingDecontam(GlobalOperator):
         ]
 
     # ---- fit ----------------------------------------------------------------------------
+
+    def fit_items(self, sample: pa.Table) -> pa.Table:
+        """fit: the items checked (benchmark, id, file, row), recorded for the
+        `benchmark_items` stats view."""
+        return items_table(self._items())
 
     def fit(self, sample: pa.Table) -> pa.Table:
         """fit: the item table: one row per indexed text (an item, or one of its halves)
@@ -183,7 +199,7 @@ class EmbeddingDecontam(GlobalOperator):
         groups = np.unique(np.char.add(bench.astype(str), np.asarray(view, str)),
                            return_inverse=True)[1]
         sibling = sibling_cosines(vectors, groups)
-        threshold = item_thresholds(sibling, p.min_score, p.margin)
+        threshold = item_thresholds(sibling, groups, p.min_score, p.margin, p.sibling_floor)
         dim = vectors.shape[1]
         table = pa.table({
             "item": pa.array(item, pa.int64()),
@@ -322,11 +338,12 @@ def item_vectors(index: pa.Table) -> np.ndarray:
 
 def match_detail(benchmark: str, item_id: str, view: str, score: float, threshold: float,
                  sibling: float | None, start: int, end: int) -> str:
-    """The dropped row's detail: which item leaked, how close, where."""
-    part = "" if view == "item" else f" ({'first' if view == 'head' else 'second'} half)"
+    """The dropped row's detail, in `decontam.ngram`'s form: which item leaked, how close,
+    where; then the threshold, the sibling it came from and the item's part that matched."""
     sib = "no sibling" if sibling is None else f"nearest sibling {sibling:.3f}"
-    return (f"{benchmark} item {item_id}{part}: embedding cosine {score:.3f} >= threshold "
-            f"{threshold:.3f} ({sib}) at chars {start}-{end}")
+    part = "" if view == "item" else f", {'first' if view == 'head' else 'second'} half"
+    return (f"benchmark={benchmark} item={item_id} score={score:.3f} span={start}-{end} "
+            f"({METHOD}, threshold {threshold:.3f}, {sib}{part})")
 
 
 def tally(rows: pa.Table) -> pa.Table:

@@ -13,7 +13,8 @@ Calibration [issue 13: "calibrate embedding thresholds against an item's nearest
 its own benchmark"]: items of one task share templates, so a document holding a *different*
 item of the task sits, for any item i, at about the cosine of i's nearest sibling,
 `s_sib(i)`; a rephrased or cut copy of i sits well above it. An item's threshold is
-`max(min_score, s_sib(i) + margin)`, and a span flags item i when its cosine reaches it.
+`max(min_score, max(s_sib(i), q) + margin)`, q a quantile of its benchmark's s_sib (see
+`item_thresholds`), and a span flags item i when its cosine reaches it.
 """
 
 from __future__ import annotations
@@ -139,10 +140,23 @@ def sibling_cosines(vectors: np.ndarray, groups: np.ndarray, block: int = 4096) 
     return out
 
 
-def item_thresholds(sibling: np.ndarray, min_score: float, margin: float) -> np.ndarray:
-    """Per-item cosine a span must reach: max(min_score, s_sib + margin); min_score alone for
-    an item without siblings."""
-    raised = np.where(np.isnan(sibling), -np.inf, sibling + margin)
+def item_thresholds(sibling: np.ndarray, groups: np.ndarray, min_score: float, margin: float,
+                    floor_quantile: float) -> np.ndarray:
+    """Per-item cosine a span must reach: max(min_score, max(s_sib, q) + margin), q being the
+    `floor_quantile` of the nearest-sibling cosines of the item's group (benchmark).
+
+    The floor q: an item whose nearest sibling is unusually far (it sits in a sparse corner
+    of its task) still shares the task's template with any *new* item of the task, which
+    lands about as close as a typical nearest sibling does; its own s_sib alone would let
+    such a near miss through. An item without siblings (and a group of one) gets min_score.
+    """
+    floor = np.full(len(sibling), -np.inf, np.float64)
+    for g in np.unique(groups):
+        members = groups == g
+        known = sibling[members][~np.isnan(sibling[members])]
+        if len(known):
+            floor[members] = np.quantile(known.astype(np.float64), floor_quantile)
+    raised = np.where(np.isnan(sibling), -np.inf, np.maximum(sibling, floor) + margin)
     return np.maximum(raised, min_score).astype(np.float32)
 
 

@@ -74,4 +74,4 @@ def test_embedding_decontam_on_ray_equals_in_process(ray_session, inputs, tmp_pa
     assert set(dropped["reason"].to_pylist()) == {"contaminated"}
     by_id = dict(zip(dropped["id"].to_pylist(), dropped["detail"].to_pylist(), strict=True))
     for leak in leaks:
-        assert by_id[leak["id"]].startswith(f"gsm8k item {leak['bench_id']}")
+        assert by_id[leak["id"]].startswith(f"benchmark=gsm8k item={leak['bench_id']} ")

@@ -120,7 +120,7 @@ def test_leaked_items_are_flagged_with_item_and_span_and_near_misses_are_not(cor
     assert signals(out, "method")[row] == "embedding"
     assert signals(out, "benchmark")[row] == "task"
     assert signals(out, "score")[row] >= signals(out, "threshold")[row]
-    assert out[C.DETAIL][row].as_py().startswith("task item q7")
+    assert out[C.DETAIL][row].as_py().startswith("benchmark=task item=q7 score=")
     figures = metrics[1]
     assert figures["items"] == 30 and figures["dim"] == DIM and figures["flagged"] == 15
     assert figures["vectors"] == 90 and figures["views"] == {"item": 30, "head": 30, "tail": 30}
@@ -134,7 +134,8 @@ def test_without_sibling_calibration_near_misses_would_be_flagged(corpus):
     shared words put held-out items of the task above threshold. This is what the
     calibration prevents (the default run above flags none of them)."""
     root, truth = corpus
-    out = run(root, make_op(root, margin=0.0, min_score=0.0, item_halves=False))
+    out = run(root, make_op(root, margin=0.0, min_score=0.0, sibling_floor=0.0,
+                             item_halves=False))
     matched = dict(zip(out["id"].to_pylist(), signals(out, "matched_id"), strict=True))
     near = [d for d, (item, _, _) in truth.items() if item is None]
     assert sum(matched[d] is not None for d in near) >= len(near) // 2

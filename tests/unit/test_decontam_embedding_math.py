@@ -118,8 +118,17 @@ def test_sibling_cosines_equal_brute_force_within_each_group():
 
 def test_thresholds_are_the_sibling_plus_margin_at_least_min_score():
     sibling = np.array([0.5, 0.8, np.nan, 0.95], np.float32)
-    got = item_thresholds(sibling, min_score=0.7, margin=0.1)
+    groups = np.zeros(4, np.int64)
+    got = item_thresholds(sibling, groups, min_score=0.7, margin=0.1, floor_quantile=0.0)
     assert got == pytest.approx([0.7, 0.9, 0.7, 1.05])
+
+
+def test_the_floor_is_a_quantile_of_each_groups_siblings():
+    sibling = np.array([0.2, 0.4, 0.6, 0.8, 0.1, 0.3, np.nan], np.float32)
+    groups = np.array([0, 0, 0, 0, 1, 1, 2])
+    got = item_thresholds(sibling, groups, min_score=0.0, margin=0.1, floor_quantile=0.5)
+    # group 0's median sibling is 0.5, group 1's 0.2; the lone item of group 2: min_score
+    assert got == pytest.approx([0.6, 0.6, 0.7, 0.9, 0.3, 0.4, 0.0])
 
 
 def test_best_match_is_the_pair_furthest_above_its_own_threshold():
