@@ -165,8 +165,10 @@ def with_vectors(batches: list[pa.Table], x: np.ndarray) -> list[pa.Table]:
 # ---------------------------------------------------------------- arms
 # Each arm returns, per input row, the id of the kept row it resolves to (itself if kept).
 
-def curate_arm(batches: list[pa.Table], eps: float, k: int | None = None) -> list[str]:
-    op = SemanticDedup(SemanticParams(eps=eps, k=k), Context(seed=SEED))
+def curate_arm(batches: list[pa.Table], eps: float, k: int | None = None,
+               across: bool = True) -> list[str]:
+    op = SemanticDedup(SemanticParams(eps=eps, k=k, across_clusters=across),
+                       Context(seed=SEED))
     table = pa.concat_tables(run_operators(batches, [op])).sort_by(C.ORDER)
     removed = pc.equal(pc.fill_null(table[C.REASON], ""), "semantic_duplicate")
     return pc.if_else(removed, table[C.DETAIL], table["id"]).to_pylist()
@@ -305,6 +307,12 @@ def run(args: argparse.Namespace) -> dict:
         small_k = max(1, round(n / 100))
         arms[f"curate k={small_k}"] = (lambda e, b=batches, k=small_k: curate_arm(b, e, k),
                                        Timed(), Timed())
+        # The paper's comparison within clusters only (`across_clusters: false`).
+        arms["curate within-only"] = (lambda e, b=batches: curate_arm(b, e, across=False),
+                                      Timed(), Timed())
+        arms[f"curate k={small_k} within-only"] = (
+            lambda e, b=batches, k=small_k: curate_arm(b, e, k, across=False), Timed(),
+            Timed())
         setup = Timed()
         plain = setup.run(PlainSemDeDup, x)
         arms["plain"] = (lambda e, p=plain: p.resolve(dev.ids, e), setup, Timed())

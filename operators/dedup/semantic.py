@@ -6,23 +6,23 @@ Stages (the maths is in `semantic_math`):
    [paper section 3, step 1]. K defaults to the corpus's live rows / 1000 (`default_k`);
    a sample smaller than K reduces K to the sample size (the fitted array's shape, in
    the run's `fitted` view, records the K used).
-2. `assign` (map): each row's nearest centroid by cosine and that cosine.
    Then `splits` (fit, same sample): a cluster whose estimated corpus size exceeds
-   `max_cluster_rows` is split by a k-means of its own sample rows, so no grouped call
-   holds more than about that many rows [algorithms.md 2.1, "split very large
-   clusters"]; twins that land in different parts of a split cluster are not compared.
-3. `within` (grouped, one cluster, or part of a split one, per call): rows sorted by
-   cosine to the cluster's centroid, ascending, then pairwise cosine in blocks; a row is
-   removed when its cosine to any earlier row exceeds 1 - eps [paper section 3.1, steps
-   2-4].
-4. `across` (grouped, ours, `across_clusters: true`): the same comparison within each
-   boundary group, the rows whose two nearest groups are the same pair
-   (`semantic_math.boundary_pair`), so copies split by a cluster boundary still meet.
-   Every row keeps its one global rank (cosine to its centroid, then `_order`), so the
-   two passes' removals compose: a row is removed when either pass removed it, exactly
-   the paper's rule over the union of the pairs compared.
-5. `links` (emit) and `keepers` (resolve): each removed row points at its most similar
-   earlier row; following the pointers across both passes ends at a kept row.
+   `max_cluster_rows` is split by a k-means of its own sample rows, so no call holds
+   more than about that many of its rows [algorithms.md 2.1, "split very large
+   clusters"]. Groups are the clusters and the parts of split ones.
+2. `assign` (map): each row's group, its cosine to its cluster's centroid (its rank), and
+   with `across_clusters` its second-nearest group (`semantic_math.second_group`).
+3. `spread` (emit): each row's vector goes to its group and to its second group.
+4. `compare` (reduce, whole groups): a group's rows sorted by cosine to their centroid,
+   ascending (ties by `_order`), then pairwise cosine in blocks; a row is removed when
+   its cosine to any earlier row exceeds 1 - eps [paper section 3.1, steps 2-4]. The
+   rank is the row's own, the same in both groups it visits, so the two comparisons
+   compose exactly: a row is removed when either removes it, which is the paper's rule
+   over the union of the pairs compared. Without `across_clusters` this is the paper's
+   algorithm as written.
+5. `keepers` (resolve): per row, its most similar earlier row over both groups; a
+   removed row's pointers, followed (each points at a row of lower rank), end at a kept
+   row.
 6. `decide` (map): removed rows are dropped as `semantic_duplicate`, detail = the id of
    that kept row.
 
@@ -31,9 +31,10 @@ Rows with a null vector (embed writes one for a null text) are kept and not comp
 naming the row id (see `semantic_math.vectors_of`): quarantining would hide a broken
 embedding step. Step metrics (`ops.metrics`): K, the fit sample's rows and the input rows
 it was drawn from, clusters split, the compared groups and their size distribution,
-pairs compared and rows removed; the centroids (and sub-centroids) are in the `fitted`
-view; the size of the group a row was compared within is the signal `cluster_size` (0
-for a row without a vector).
+rows compared in a second group, pairs compared and rows removed (also those only the
+second group found); the centroids (and sub-centroids) are in the `fitted` view; the
+signal `cluster_size` is the number of rows compared within the row's own group (0 for a
+row without a vector).
 """
 
 from __future__ import annotations
@@ -57,24 +58,24 @@ from operators.base import (
     vector,
 )
 from operators.dedup.semantic_math import (
-    boundary_pair,
     cluster_duplicates,
     default_k,
     fit_centroids,
     group_centroids,
     group_of,
     nearest_centroid,
+    second_group,
     size_summary,
     split_large_clusters,
     table_vectors,
 )
 
-CLUSTER, GROUP, PAIR, COSINE = "_sem_cluster", "_sem_group", "_sem_pair", "_sem_cosine"
-_KEPT, _TARGET, _SIZE = "_sem_kept", "_sem_target", "_sem_size"
-# One set of decision columns per pass: removed?, max similarity, to which row (_order, id).
-WITHIN = ("_sem_drop", "_sem_max", "_sem_arg", "_sem_similar")
-ACROSS = ("_sem_drop2", "_sem_max2", "_sem_arg2", "_sem_similar2")
-_BOUNDARY_SIZE = "_sem_size2"
+CLUSTER, GROUP, SECOND, COSINE = "_sem_cluster", "_sem_group", "_sem_second", "_sem_cosine"
+# Side records: a row's visit to a group (its own: role 0; its second: role 1) ...
+_KEY, _ROLE, _ID = "_sem_key", "_sem_role", "_sem_id"
+# ... the decisions there, and per row after `keepers`.
+_DROP, _MAX, _ARG, _SIMILAR, _SIZE, _KEPT = ("_sem_drop", "_sem_max", "_sem_arg",
+                                              "_sem_similar", "_sem_size", "_sem_kept")
 
 
 class SemanticParams(Params):
@@ -100,9 +101,10 @@ class SemanticParams(Params):
                                   "of 384-d vectors = 31 MB)")
     block: int = Field(1024, ge=16, le=16384, description="rows per block of the pairwise "
                        "similarities inside a cluster (memory: block^2 floats)")
-    across_clusters: bool = Field(True, description="also compare rows whose two nearest "
-                                  "clusters are the same pair, so copies on either side of "
-                                  "a cluster boundary are found (ours; false: the paper's "
+    across_clusters: bool = Field(True, description="also compare each row within its "
+                                  "second-nearest cluster, so copies on either side of a "
+                                  "cluster boundary are found (ours; about twice the pairs "
+                                  "and 4x the pairwise work; false: the paper's "
                                   "within-cluster comparison only)")
 
 
@@ -127,14 +129,9 @@ class SemanticDedup(GlobalOperator):
             Stage("splits", self.split, kind="fit", sample=p.sample, columns=cols,
                   uses=("centroids",)),
             Stage("assign", self.assign, uses=("centroids", "splits")),
-            Stage("within", self.within, kind="grouped", key=GROUP,
-                  columns=(*cols, COSINE), metrics=self.metrics),
-            *([Stage("across", self.across, kind="grouped", key=PAIR,
-                     columns=(*cols, COSINE), metrics=boundary_metrics)]
-              if p.across_clusters else []),
-            Stage("links", self.links, kind="emit"),
-            Stage("keepers", self.keepers, kind="resolve", refs=(_TARGET,),
-                  columns=(self.ctx.id_column,)),
+            Stage("spread", self.spread, kind="emit"),
+            Stage("compare", self.compare, kind="reduce", key=_KEY),
+            Stage("keepers", self.keepers, kind="resolve"),
             Stage("decide", self.decide),
         ]
 
@@ -168,22 +165,51 @@ class SemanticDedup(GlobalOperator):
     def assign(self, rows: pa.Table, centroids: np.ndarray, splits: np.ndarray
                ) -> BatchResult:
         """map: nearest centroid (cluster, -1 without a vector), the cosine to it, the
-        group the row is compared within (its cluster, or its part of a split one) and its
-        boundary group (`boundary_pair`)."""
+        group the row is compared within (its cluster, or its part of a split one) and
+        its second-nearest group (-1: none, or `across_clusters` off)."""
         # No centroids (no vector in the sample): every row is cluster -1, any size goes.
         x, valid = self._vectors(rows, centroids.shape[1] if len(centroids) else None)
         cluster, cos = nearest_centroid(x, centroids)
         group = np.where(valid, group_of(x, cluster, splits, len(centroids)), -1)
         cluster = np.where(valid, cluster, -1)
-        pair = boundary_pair(x, group, group_centroids(centroids, splits))
+        second = (second_group(x, group, group_centroids(centroids, splits))
+                  if self.params.across_clusters else np.full(len(group), -1, np.int64))
         table = (rows.append_column(CLUSTER, pa.array(cluster, pa.int64()))
                  .append_column(GROUP, pa.array(group, pa.int64()))
-                 .append_column(PAIR, pa.array(pair, pa.int64()))
+                 .append_column(SECOND, pa.array(second, pa.int64()))
                  .append_column(COSINE, pa.array(cos.astype(np.float64), mask=~valid)))
         return BatchResult.keep_all(table)
 
-    def within(self, group: pa.Table) -> pa.Table:
-        """grouped: one cluster's (or split part's) decisions, one output row per row.
+    def spread(self, rows: pa.Table) -> pa.Table:
+        """emit: one record per row with a vector for its group, one more for its second."""
+        parts = []
+        for role, key in ((0, GROUP), (1, SECOND)):
+            if key not in rows.column_names:  # Ray Data's empty blocks carry no columns
+                continue
+            has = pc.greater_equal(rows[key], 0)
+            visit = rows.filter(has)
+            parts.append(pa.table({
+                _KEY: visit[key], ORDER_COLUMN: visit[ORDER_COLUMN],
+                _ROLE: pa.array(np.full(visit.num_rows, role, np.int8)),
+                COSINE: visit[COSINE], self.params.column: visit[self.params.column],
+                _ID: pc.cast(visit[self.ctx.id_column], pa.string())}))
+        if not parts:
+            return pa.table({})
+        return pa.concat_tables(parts)
+
+    def compare(self, side: pa.Table) -> pa.Table:
+        """reduce: every group's decisions, one record per visit (see `_group`)."""
+        if side.num_rows == 0 or _KEY not in side.column_names:
+            return _decisions([], [], [], [], [], [], [], [])
+        side = side.sort_by([(_KEY, "ascending"), (ORDER_COLUMN, "ascending")])
+        keys = side[_KEY].to_numpy()
+        bounds = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1], True])
+        parts = [self._group(side.slice(a, b - a)) for a, b in zip(bounds[:-1], bounds[1:],
+                                                                    strict=True)]
+        return pa.concat_tables(parts)
+
+    def _group(self, group: pa.Table) -> pa.Table:
+        """One group: its rows in keep order, then the paper's rule in blocks.
 
         Keep rule [paper section 3.1; SemDeDup `sort_clusters.py`, `keep_hard: True`, the
         paper's default]: sort by cosine to the centroid ascending (ties by `_order`), so
@@ -191,156 +217,119 @@ class SemanticDedup(GlobalOperator):
         duplicate group; the paper keeps these "hard" examples because the prototypical
         ones near the centroid carry the least information.
         """
-        return self._compare(group, GROUP, WITHIN, _SIZE)
-
-    def across(self, group: pa.Table) -> pa.Table:
-        """grouped: one boundary group's decisions, by the same rule and global rank."""
-        return self._compare(group, PAIR, ACROSS, _BOUNDARY_SIZE)
-
-    def _compare(self, group: pa.Table, key: str, names: tuple[str, ...], size_name: str
-                 ) -> pa.Table:
         order = group[ORDER_COLUMN].to_numpy()
-        n = len(order)
-        drop, best, arg, similar = names
-        if n == 0 or group[key][0].as_py() == -1:  # no vector or no boundary: no pairs
-            size = np.zeros(n, np.int64) if key == PAIR else np.full(n, n, np.int64)
-            return pa.table({ORDER_COLUMN: pa.array(order, pa.int64()),
-                             drop: pa.array(np.zeros(n, bool)),
-                             best: pa.nulls(n, pa.float64()), arg: pa.nulls(n, pa.int64()),
-                             similar: pa.nulls(n, pa.string()),
-                             size_name: pa.array(size, pa.int64())})
-        x, _ = self._vectors(group)
+        x, _ = table_vectors(group, self.params.column, _ID)
         cos = group[COSINE].to_numpy(zero_copy_only=False)
         sort = np.lexsort((order, cos))
         removed, maxsim, nearest, _ = cluster_duplicates(x[sort], self.params.eps,
                                                          self.params.block)
-        ids = np.array(pc.cast(group[self.ctx.id_column], pa.string()).to_pylist(),
-                       dtype=object)[sort]
-        sorted_order = order[sort]
+        order = order[sort]
+        ids = np.array(group[_ID].to_pylist(), dtype=object)[sort]
         has = nearest >= 0
-        maxsim = maxsim.astype(np.float64)
-        return pa.table({
-            ORDER_COLUMN: pa.array(sorted_order, pa.int64()),
-            drop: pa.array(removed, pa.bool_()),
-            best: pa.array(maxsim, mask=np.isnan(maxsim)),
-            arg: pa.array(np.where(has, sorted_order[np.maximum(nearest, 0)], 0), pa.int64(),
-                          mask=~has),
-            similar: pa.array(np.where(has, ids[np.maximum(nearest, 0)], None), pa.string()),
-            size_name: pa.array(np.full(n, n, np.int64)),
-        })
-
-    def _passes(self, rows: pa.Table) -> tuple[np.ndarray, np.ndarray, np.ndarray, list]:
-        """Both passes combined: removed, max similarity (NaN: none), the _order of the most
-        similar earlier row (-1: none) and its id. A pass that never ran counts as none."""
-        n = rows.num_rows
-        removed = np.zeros(n, bool)
-        best = np.full(n, -np.inf)
-        arg = np.full(n, -1, np.int64)
-        similar: list = [None] * n
-        for drop, mx, at, sim in (WITHIN, ACROSS):
-            if drop not in rows.column_names:
-                continue
-            d = pc.fill_null(rows[drop], False).to_numpy(zero_copy_only=False)
-            m = pc.fill_null(rows[mx], -np.inf).to_numpy(zero_copy_only=False)
-            # The pointer follows the more similar row; the first pass wins ties.
-            better = m > best
-            removed |= d
-            best = np.where(better, m, best)
-            arg = np.where(better, pc.fill_null(rows[at], -1).to_numpy(zero_copy_only=False),
-                           arg)
-            ids = rows[sim].to_pylist()
-            similar = [i if b else s for i, s, b in zip(ids, similar, better.tolist(),
-                                                        strict=True)]
-        return removed, np.where(np.isinf(best), np.nan, best), arg, similar
-
-    def links(self, rows: pa.Table) -> pa.Table:
-        """emit: (removed row, the earlier row it is most similar to), for removed rows only:
-        side records proportional to the duplicates, not to the corpus."""
-        removed, _, arg, _ = self._passes(rows)
-        return pa.table({ORDER_COLUMN: pa.array(rows[ORDER_COLUMN].to_numpy()[removed],
-                                                pa.int64()),
-                         _TARGET: pa.array(arg[removed], pa.int64())})
+        at = np.maximum(nearest, 0)
+        return _decisions(group[_KEY].to_numpy()[sort], order,
+                          group[_ROLE].to_numpy()[sort], removed, maxsim.astype(np.float64),
+                          np.where(has, order[at], -1), np.where(has, ids[at], None),
+                          # the group's own rows (its cluster), visitors not counted
+                          np.full(len(order), int((group[_ROLE].to_numpy() == 0).sum())))
 
     def keepers(self, side: pa.Table, rows: pa.Table) -> pa.Table:
-        """resolve: each removed row's kept row, by following the pointers (each points at
-        a row of lower rank, so every chain ends at a row that no pass removed)."""
-        if side.num_rows == 0 or _TARGET not in side.column_names:
-            return pa.table({ORDER_COLUMN: pa.array([], pa.int64()),
-                             _KEPT: pa.array([], pa.string())}).replace_schema_metadata(
-                {"curate.metrics": json.dumps({"removed": 0})})
-        side = side.sort_by(ORDER_COLUMN)
-        order, target = side[ORDER_COLUMN].to_numpy(), side[_TARGET].to_numpy()
-        keeper = target.copy()
-        while True:  # pointer jumping: a target that is itself removed moves on
-            at = np.searchsorted(order, keeper).clip(max=len(order) - 1)
-            moved = order[at] == keeper
+        """resolve: per row, removed by either group or not, its most similar earlier row
+        over both, its own group's size, and for a removed row the kept row its pointers
+        lead to (each points at a row of lower rank, so every chain ends at a kept one)."""
+        if side.num_rows == 0 or _KEY not in side.column_names:
+            return _per_row(np.zeros(0, np.int64), np.zeros(0, bool), np.zeros(0), [],
+                            np.zeros(0, np.int64), [],
+                            {**getattr(self, "_figures", {}), "clusters": 0,
+                             "pairs_compared": 0, "removed": 0})
+        # Per row, its visits with the most similar first (own group first on a tie).
+        by = side.sort_by([(ORDER_COLUMN, "ascending"), (_MAX, "descending"),
+                           (_ROLE, "ascending")])
+        order = by[ORDER_COLUMN].to_numpy()
+        first = np.flatnonzero(np.r_[True, order[1:] != order[:-1]])
+        rows_order = order[first]
+        drop = by[_DROP].to_numpy(zero_copy_only=False)
+        removed = np.logical_or.reduceat(drop, first)
+        best = by[_MAX].to_numpy(zero_copy_only=False)[first]
+        target = pc.fill_null(by[_ARG], -1).to_numpy()[first]
+        similar = np.array(by[_SIMILAR].to_pylist(), dtype=object)[first]
+        role = by[_ROLE].to_numpy()
+        own = np.flatnonzero(role == 0)
+        size = np.zeros(len(rows_order), np.int64)
+        size[np.searchsorted(rows_order, order[own])] = by[_SIZE].to_numpy()[own]
+        kept = np.full(len(rows_order), None, dtype=object)
+        gone = np.flatnonzero(removed)
+        keeper, keeper_id = target[gone], similar[gone]
+        gone_order = rows_order[gone]
+        while len(gone):  # pointer jumping: a target that is itself removed moves on
+            at = np.searchsorted(gone_order, keeper).clip(max=len(gone) - 1)
+            moved = gone_order[at] == keeper
             if not moved.any():
                 break
-            keeper = np.where(moved, target[at], keeper)
-        named = rows.sort_by(ORDER_COLUMN)
-        at = np.searchsorted(named[ORDER_COLUMN].to_numpy(), keeper)
-        ids = pc.cast(named[self.ctx.id_column], pa.string()).take(pa.array(at))
-        out = pa.table({ORDER_COLUMN: pa.array(order, pa.int64()), _KEPT: ids})
-        return out.replace_schema_metadata(
-            {"curate.metrics": json.dumps({"removed": int(side.num_rows)})})
+            keeper = np.where(moved, target[gone[at]], keeper)
+            keeper_id = np.where(moved, similar[gone[at]], keeper_id)
+        kept[gone] = keeper_id
+        # The fits' figures too, when they ran in this process (a resumed step reuses
+        # recorded centroids without them).
+        metrics = {**getattr(self, "_figures", {}), **group_metrics(side)}
+        own_drop = np.zeros(len(rows_order), bool)
+        own_drop[np.searchsorted(rows_order, order[own])] = drop[own]
+        metrics.update({"removed": int(removed.sum()),
+                        "removed_in_second_group_only": int((removed & ~own_drop).sum())})
+        return _per_row(rows_order, removed, best, similar.tolist(), size, kept.tolist(),
+                        metrics)
 
     def decide(self, rows: pa.Table) -> BatchResult:
         """map: drop the removed rows; detail = the kept row's id; the signals."""
-        if WITHIN[0] not in rows.column_names:  # no live rows reached the grouped stage
+        if _DROP not in rows.column_names:  # no live rows reached the comparison
             return BatchResult.keep_all(rows)
-        removed, best, _, similar = self._passes(rows)
+        dropped = pc.fill_null(rows[_DROP], False)
         none = pa.scalar(None, pa.string())
         cluster = rows[CLUSTER]
-        kept = rows[_KEPT] if _KEPT in rows.column_names else pa.nulls(rows.num_rows,
-                                                                         pa.string())
         signals = {
             "cluster": pc.if_else(pc.equal(cluster, -1), pa.scalar(None, pa.float64()),
                                   pc.cast(cluster, pa.float64())),
             "centroid_cosine": rows[COSINE],
-            "max_similarity": pa.array(best, pa.float64(), mask=np.isnan(best)),
-            "similar_to": pa.array(similar, pa.string()),
-            "cluster_size": pc.cast(rows[_SIZE], pa.float64()),
+            "max_similarity": rows[_MAX],
+            "similar_to": rows[_SIMILAR],
+            "cluster_size": pc.cast(pc.fill_null(rows[_SIZE], 0), pa.float64()),
         }
-        removed = pa.array(removed)
-        return BatchResult(rows, pc.if_else(removed, "semantic_duplicate", none),
-                           pc.if_else(removed, kept, none), signals)
+        return BatchResult(rows, pc.if_else(dropped, "semantic_duplicate", none),
+                           pc.if_else(dropped, rows[_KEPT], none), signals)
 
 
-    def metrics(self, decisions: pa.Table) -> dict:
-        """Step figures: the fits' (when they ran in this process; a resumed step reuses
-        recorded centroids) and `cluster_metrics`."""
-        return {**getattr(self, "_figures", {}), **cluster_metrics(decisions)}
+def _decisions(key, order, role, removed, maxsim, arg, similar, size) -> pa.Table:
+    """A group's decision records, one per visit (typed also when empty)."""
+    maxsim = np.asarray(maxsim, np.float64)
+    arg = np.asarray(arg, np.int64)
+    return pa.table({_KEY: pa.array(key, pa.int64()), ORDER_COLUMN: pa.array(order, pa.int64()),
+                     _ROLE: pa.array(role, pa.int8()), _DROP: pa.array(removed, pa.bool_()),
+                     _MAX: pa.array(maxsim, mask=np.isnan(maxsim)),
+                     _ARG: pa.array(arg, mask=arg < 0),
+                     _SIMILAR: pa.array(similar, pa.string()),
+                     _SIZE: pa.array(size, pa.int64())})
 
 
-def boundary_metrics(decisions: pa.Table) -> dict:
-    """Figures of the `across` pass: boundary groups compared and their pairs."""
-    if _BOUNDARY_SIZE not in decisions.column_names:
-        return {"boundary_groups": 0, "boundary_pairs_compared": 0}
-    size = decisions[_BOUNDARY_SIZE].to_numpy()
-    sizes, rows = np.unique(size[size > 0], return_counts=True)
-    groups = rows // np.maximum(sizes, 1)
-    return {"boundary_groups": int(groups.sum()),
-            "boundary_group_size": size_summary(np.repeat(sizes, groups)),
-            "boundary_pairs_compared": int((groups * sizes * (sizes - 1) // 2).sum())}
+def _per_row(order: np.ndarray, removed: np.ndarray, best: np.ndarray, similar: list,
+             size: np.ndarray, kept: list, metrics: dict) -> pa.Table:
+    best = np.asarray(best, np.float64)
+    out = pa.table({ORDER_COLUMN: pa.array(order, pa.int64()),
+                    _DROP: pa.array(removed, pa.bool_()),
+                    _MAX: pa.array(best, mask=np.isnan(best)),
+                    _SIMILAR: pa.array(similar, pa.string()),
+                    _SIZE: pa.array(size, pa.int64()), _KEPT: pa.array(kept, pa.string())})
+    return out.replace_schema_metadata({"curate.metrics": json.dumps(metrics)})
 
 
-def cluster_metrics(decisions: pa.Table) -> dict:
-    """Figures from every row's group size (0: no vector, not compared): groups compared
-    (`clusters`: a split cluster counts once per part), their size distribution, pairs
-    compared (sum of n(n-1)/2) and rows this pass removed (`keepers` reports the step's
-    `removed`)."""
-    if _SIZE not in decisions.column_names:
-        return {"clusters": 0, "pairs_compared": 0, "removed_within": 0}
-    size = decisions[_SIZE].to_numpy()
-    size = size[size > 0]
-    sizes, rows = np.unique(size, return_counts=True)
-    clusters = rows // np.maximum(sizes, 1)  # a cluster of n rows holds n rows of size n
-    per_cluster = np.repeat(sizes, clusters)
-    return {
-        "clusters": int(clusters.sum()),
-        "cluster_size": size_summary(per_cluster),
-        "pairs_compared": int((clusters * sizes * (sizes - 1) // 2).sum()),
-        "removed_within": int(pc.sum(pc.fill_null(decisions[WITHIN[0]], False)).as_py()
-                              or 0),
-        "unclustered_rows": int((decisions[_SIZE].to_numpy() == 0).sum()),
-    }
+def group_metrics(side: pa.Table) -> dict:
+    """Figures of the comparison: groups compared (`clusters`: a split cluster counts once
+    per part), the size distribution of their own rows (`cluster_size`) and of all rows
+    compared in them (`compared_size`: visitors from their second group included),
+    the visits, and pairs compared (sum of n(n-1)/2 over the compared rows)."""
+    keys, first, compared = np.unique(side[_KEY].to_numpy(), return_index=True,
+                                      return_counts=True)
+    own = side[_SIZE].to_numpy()[first]
+    return {"clusters": int(len(keys)), "cluster_size": size_summary(own),
+            "compared_size": size_summary(compared),
+            "second_group_rows": int((side[_ROLE].to_numpy() == 1).sum()),
+            "pairs_compared": int((compared * (compared - 1) // 2).sum())}

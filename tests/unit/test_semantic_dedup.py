@@ -3,6 +3,8 @@ and the operator's stages over several batches (no Ray)."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -12,7 +14,6 @@ from operators.base import Context
 from operators.dedup.semantic import SemanticDedup, SemanticParams
 from operators.dedup.semantic_math import (
     VectorError,
-    boundary_pair,
     cluster_duplicates,
     default_k,
     fit_centroids,
@@ -20,6 +21,7 @@ from operators.dedup.semantic_math import (
     group_of,
     nearest_centroid,
     normalise,
+    second_group,
     split_large_clusters,
     vectors_of,
 )
@@ -195,17 +197,27 @@ def test_step_metrics_count_clusters_pairs_and_removals(tmp_path):
     path = write_vectors(tmp_path / "a.parquet", x)
     batches = [b for s in discover(path, "auto", "text", "id")
                for b in read_shard(s, "text", "id", 8_000_000, 64)]
-    op = SemanticDedup(SemanticParams(eps=EPS, k=4), Context(seed=3))
-    metrics: dict = {}
-    rows = pa.concat_tables(run_operators(batches, [op], metrics=metrics)).to_pylist()
-    sizes: dict = {}
-    for r in rows:
-        sizes[r["_s1:cluster"]] = r["_s1:cluster_size"]
-    got = metrics[1]
-    assert got["clusters"] == len(sizes) == 4
-    assert got["pairs_compared"] == sum(int(n * (n - 1) // 2) for n in sizes.values())
-    assert got["removed"] == len(pairs) and got["unclustered_rows"] == 0
-    assert got["cluster_size"]["max"] == max(sizes.values())
+    figures = {}
+    for across in (False, True):
+        op = SemanticDedup(SemanticParams(eps=EPS, k=4, across_clusters=across),
+                           Context(seed=3))
+        metrics: dict = {}
+        rows = pa.concat_tables(run_operators(batches, [op], metrics=metrics)).to_pylist()
+        sizes: dict = {}
+        for r in rows:
+            sizes[r["_s1:cluster"]] = r["_s1:cluster_size"]
+        got = figures[across] = metrics[1]
+        assert got["clusters"] == len(sizes) == 4 and got["k"] == 4
+        assert got["removed"] == len(pairs)
+        assert got["cluster_size"]["max"] == max(sizes.values())
+        assert sum(sizes.values()) == len(rows)  # each row counted in its own cluster
+    paper = figures[False]
+    assert paper["pairs_compared"] == sum(int(n * (n - 1) // 2) for n in sizes.values())
+    assert paper["second_group_rows"] == 0 and paper["compared_size"] == paper["cluster_size"]
+    both = figures[True]  # every row also visits its second cluster
+    assert both["second_group_rows"] == len(rows)
+    assert both["compared_size"]["max"] > both["cluster_size"]["max"]
+    assert both["pairs_compared"] > 2 * paper["pairs_compared"]
 
 
 def blobs(sizes: list[int], spread: float = 0.15, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -300,10 +312,12 @@ def test_a_step_with_no_live_rows_fits_nothing_and_keeps_going():
     centroids = op.fit(empty)
     splits = op.split(empty, centroids)
     assert centroids.shape[0] == 0 and splits.shape[0] == 0
-    assert op.metrics(pa.table({}))["clusters"] == 0
+    decisions = op.keepers(pa.table({}), pa.table({}))
+    assert decisions.num_rows == 0
+    assert json.loads(decisions.schema.metadata[b"curate.metrics"])["clusters"] == 0
 
 
-def test_boundary_pairs_equal_brute_force_two_nearest_groups():
+def test_second_group_equals_brute_force_next_nearest_group():
     rng = np.random.default_rng(4)
     x = normalise(rng.standard_normal((300, DIM)).astype(np.float32))
     centroids = normalise(rng.standard_normal((5, DIM)).astype(np.float32))
@@ -311,16 +325,15 @@ def test_boundary_pairs_equal_brute_force_two_nearest_groups():
                               normalise(rng.standard_normal((2, DIM)).astype(np.float32))])
     cluster, _ = nearest_centroid(x, centroids)
     group = group_of(x, cluster, splits, 5)
-    key = boundary_pair(x, group, group_centroids(centroids, splits))
+    second = second_group(x, group, group_centroids(centroids, splits))
     # Groups: clusters 0, 1, 2, 4 and the two parts 5, 6 of cluster 3 (not a group itself).
-    real = np.array([0, 1, 2, 4, 5, 6])
+    real = [0, 1, 2, 4, 5, 6]
     vectors = np.concatenate([centroids, splits[:, 1:]])
+    assert set(group) <= set(real)
     for i in range(len(x)):
         others = [g for g in real if g != group[i]]
-        nxt = others[int(np.argmax([x[i] @ vectors[g] for g in others]))]
-        lo, hi = sorted((int(group[i]), nxt))
-        assert key[i] == lo * 7 + hi, i
-    assert (boundary_pair(x, group, centroids[:1]) == -1).all()  # one group: no boundary
+        assert second[i] == others[int(np.argmax([x[i] @ vectors[g] for g in others]))], i
+    assert (second_group(x, group, centroids[:1]) == -1).all()  # one group: no second
 
 
 def test_copies_either_side_of_a_cluster_boundary_are_found_by_the_across_pass(tmp_path):
