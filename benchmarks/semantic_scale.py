@@ -14,8 +14,9 @@ and put first on PYTHONPATH (the driver and every Ray worker inherit it), so edi
 engineers have in the shared work tree are not what gets measured.
 
 Run: `curate run` of a generated recipe, `embed` (backend static) then `dedup.semantic`
-with its default parameters, `execution.engine: ray` on an embedded Ray (num_cpus,
-object store and concurrency from the flags). Every 0.5 s the process tree (driver,
+with its default parameters but `eps` (`--eps`, 0.02: static vectors),
+`execution.engine: ray` on an embedded Ray (num_cpus, object store and concurrency from
+the flags). Every 0.5 s the process tree (driver,
 GCS, raylet, agents, Ray workers) is sampled from /proc: summed RSS; every 2 s also
 summed PSS and USS (smaps_rollup), the bytes allocated in the raylet's plasma file in
 /dev/shm (the object store's high-water mark: tmpfs pages stay allocated once written)
@@ -64,6 +65,7 @@ steps:
   - op: embed
     params: {{backend: static}}
   - op: dedup.semantic
+    params: {{eps: {eps}}}
 """
 
 
@@ -417,7 +419,7 @@ def run_one(n: int, a: argparse.Namespace, src: Path) -> dict:
     work.mkdir(parents=True, exist_ok=True)
     recipe = work / "recipe.yaml"
     recipe.write_text(RECIPE.format(inp=corpus / "part-*.parquet", out=out, cpus=a.num_cpus,
-                                    store=a.object_store_mb, conc=a.concurrency))
+                                    store=a.object_store_mb, conc=a.concurrency, eps=a.eps))
     cmd = [str(CURATE), "run", str(recipe)]
     env = {"PYTHONPATH": str(src), "RAY_AUTH_MODE": "disabled"}
     print(f"[{time.strftime('%H:%M:%S')}] N={n:,}: {' '.join(cmd)} (code {src.name}, "
@@ -509,6 +511,9 @@ def main() -> None:
     ap.add_argument("--object-store-mb", type=int, default=2048)
     ap.add_argument("--concurrency", type=int, default=2, help="actors/tasks per step")
     ap.add_argument("--timeout", type=float, help="seconds before a run is killed")
+    ap.add_argument("--eps", type=float, default=0.02, help="dedup.semantic's eps: 0.02 "
+                    "suits static vectors (benchmarks/semantic.md); the default 0.15 is "
+                    "for all-MiniLM-L6-v2's own")
     ap.add_argument("--commit", default="HEAD", help="the committed code to run (so that "
                     "runs at several sizes can share one commit while others commit)")
     ap.add_argument("--table", action="store_true", help="print the saved results")
