@@ -80,6 +80,18 @@ class DedupStep:
 
 
 @dataclass
+class ContaminationStep:
+    """A decontam step: per benchmark, items checked and leaked; the most-leaked items."""
+
+    step: int
+    name: str
+    op: str
+    benchmarks: list[dict[str, Any]]  # benchmark, items, items_leaked, rows_flagged, ...
+    leaked: list[dict[str, Any]]      # benchmark, item_id, rows, methods, score
+    more: int                         # leaked items not listed
+
+
+@dataclass
 class RunReport:
     """Everything the report shows of one run."""
 
@@ -94,6 +106,7 @@ class RunReport:
     has_removed_texts: bool
     kept_source: str  # where kept excerpts came from, or why there are none
     steps: list[StepInfo] = field(default_factory=list)  # the recorded recipe's steps
+    contamination: list[ContaminationStep] = field(default_factory=list)
 
 
 def _rows(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any]) -> list[dict[str, Any]]:
@@ -395,6 +408,49 @@ def dedup_steps(con: duckdb.DuckDBPyConnection, run_id: str, ops: list[dict[str,
     return found
 
 
+LEAKED_SHOWN = 50
+
+
+def contamination_steps(con: duckdb.DuckDBPyConnection, run_id: str,
+                        ops: list[dict[str, Any]]) -> list[ContaminationStep]:
+    """Per decontam step (the `all_contamination` and `all_benchmark_items` views): each
+    benchmark's items, leaked items and flagged rows, and the most-leaked items."""
+    if not _has_view(con, "all_contamination"):
+        return []
+    found = []
+    for op in ops:
+        if not str(op["op"]).startswith("decontam."):
+            continue
+        args = [run_id, op["step"]]
+        benchmarks = _rows(con, """
+            WITH items AS (SELECT benchmark, count(*) AS items FROM all_benchmark_items
+                           WHERE run_id = ? AND step = ? GROUP BY 1),
+            flagged AS (SELECT benchmark, count(*) AS rows_flagged,
+                               count(DISTINCT matched_id) AS items_leaked,
+                               count(*) FILTER (WHERE dropped) AS rows_dropped,
+                               string_agg(DISTINCT method, ',' ORDER BY method) AS methods
+                        FROM all_contamination WHERE run_id = ? AND step = ? GROUP BY 1)
+            SELECT benchmark, coalesce(items, 0) AS items,
+                   CASE WHEN methods = 'bloom' THEN NULL ELSE coalesce(items_leaked, 0) END
+                   AS items_leaked, coalesce(rows_flagged, 0) AS rows_flagged,
+                   coalesce(rows_dropped, 0) AS rows_dropped, methods
+            FROM items FULL JOIN flagged USING (benchmark) ORDER BY benchmark
+        """, args + args)
+        leaked = _rows(con, f"""
+            SELECT benchmark, matched_id AS item_id, count(*) AS rows,
+                   string_agg(DISTINCT method, ',' ORDER BY method) AS methods,
+                   max(score) AS score, count(*) OVER () AS total
+            FROM all_contamination WHERE run_id = ? AND step = ? AND matched_id IS NOT NULL
+            GROUP BY ALL ORDER BY rows DESC, score DESC, benchmark, item_id
+            LIMIT {LEAKED_SHOWN}
+        """, args)
+        total = leaked[0]["total"] if leaked else 0
+        found.append(ContaminationStep(op["step"], op["name"], op["op"], benchmarks,
+                                       [{k: v for k, v in r.items() if k != "total"}
+                                        for r in leaked], max(0, total - len(leaked))))
+    return found
+
+
 def gather(con: duckdb.DuckDBPyConnection, out: Path, run_id: str) -> RunReport:
     """All the report's figures for one run of OUT."""
     import yaml
@@ -418,5 +474,5 @@ def gather(con: duckdb.DuckDBPyConnection, out: Path, run_id: str) -> RunReport:
         dropped_samples=dropped_samples(con, run_id, with_removed), kept_samples=kept,
         has_removed_texts=with_removed,
         kept_source="the published shards" if isinstance(output, Output) else output,
-        steps=steps,
+        steps=steps, contamination=contamination_steps(con, run_id, ops),
     )

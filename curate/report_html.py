@@ -197,6 +197,32 @@ def dedup_section(page: Page, r: RunReport) -> None:
                                                           for m in c.removed) + "</div>")
 
 
+def contamination_section(page: Page, r: RunReport) -> None:
+    """Per decontam step: benchmarks (items, leaked, rows) and the most-leaked items."""
+    if not r.contamination:
+        return
+    page.add("<h2 id='contamination'>Contamination</h2>")
+    for c in r.contamination:
+        page.add(f"<h3>Step {esc(c.step)} {esc(c.name)} ({esc(c.op)})</h3>")
+        page.add(table(["benchmark", "items", "items leaked", "rows flagged", "rows dropped",
+                        "methods"],
+                       [[esc(b["benchmark"]), num(b["items"]), num(b["items_leaked"]),
+                         num(b["rows_flagged"]), num(b["rows_dropped"]), esc(b["methods"])]
+                        for b in c.benchmarks], {1, 2, 3, 4}, "data-table='contamination'"))
+        if not c.leaked:
+            page.add("<p>No item was matched (a Bloom-filter step names only the "
+                     "benchmark).</p>" if any(b["rows_flagged"] for b in c.benchmarks)
+                     else "<p>No benchmark item leaked.</p>")
+            continue
+        page.add(table(["benchmark", "item", "rows", "methods", "best score"],
+                       [[esc(x["benchmark"]), f"<span class='id'>{esc(x['item_id'])}</span>",
+                         num(x["rows"]), esc(x["methods"]), num(x["score"], 3)]
+                        for x in c.leaked], {2, 4}, "data-table='leaked-items'"))
+        if c.more:
+            page.add(f"<p class='meta'>{num(c.more)} more leaked items: "
+                     "<code>curate contamination OUT --items leaked</code></p>")
+
+
 def samples_section(page: Page, r: RunReport) -> None:
     page.add("<h2 id='samples'>Sample documents</h2>")
     note = ("dropped texts as the step saw them (the run's removed sample)"
@@ -227,6 +253,7 @@ def run_page(r: RunReport) -> str:
     drops_section(page, r)
     signals_section(page, r)
     dedup_section(page, r)
+    contamination_section(page, r)
     samples_section(page, r)
     return page.html(f"curate report {r.run['run_id']}")
 

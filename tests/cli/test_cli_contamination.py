@@ -85,3 +85,20 @@ def test_contamination_without_decontam_steps_or_runs_fails_clearly(tmp_path):
     assert curate("run", str(recipe)).returncode == 0
     res = curate("contamination", str(tmp_path / "out"))
     assert res.returncode == 1 and "no decontam.* step" in res.stderr
+
+
+def test_report_shows_the_contamination_section_escaped(tmp_path):
+    bench, corpus = write_planted(tmp_path)
+    hostile = tmp_path / "bench" / "hostile.parquet"
+    write_parquet(hostile, [{"id": "<script>alert(1)</script>", "benchmark": "<b>gsm</b>",
+                             "question": "Mia bakes 24 cookies and gives a third of them to "
+                             "her neighbour Rosa. How many cookies does Mia have left?",
+                             "answer": None}])
+    recipe = _recipe(tmp_path, str(hostile), corpus)
+    assert curate("run", recipe).returncode == 0
+    res = curate("report", str(tmp_path / "out"), "--to", str(tmp_path / "r.html"))
+    assert res.returncode == 0, res.stderr
+    html = (tmp_path / "r.html").read_text()
+    section = html[html.index("<h2 id='contamination'>"):]
+    assert "<script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in section
+    assert "&lt;b&gt;gsm&lt;/b&gt;</td><td class=\"n\">1</td><td class=\"n\">1</td>" in section
