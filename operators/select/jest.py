@@ -184,8 +184,8 @@ class Jest(GlobalOperator):
             from operators.embed.embed import default_threads
 
             threads = default_threads(self.ctx.actors)
-            self._encoders = (PairEncoder(self.params.learner, threads),
-                              PairEncoder(self.params.reference, threads))
+            learner = PairEncoder(self.params.learner, threads)
+            self._encoders = (learner, PairEncoder(self.params.reference, threads, learner))
 
     def stages(self) -> list[Stage]:
         p: JestParams = self.params

@@ -174,16 +174,31 @@ def check_head(src: SourceParams, role: str) -> None:
 class PairEncoder:
     """A loaded source: (left, right) embeddings of a super-batch and its scale and bias."""
 
-    def __init__(self, src: SourceParams, threads: int) -> None:
+    def __init__(self, src: SourceParams, threads: int, shared: PairEncoder | None = None
+                 ) -> None:
+        """`shared`: another source's PairEncoder whose loaded model this one reuses when
+        both name the same model (e.g. zero-shot MiniLM as learner, MiniLM + a head as
+        reference): loaded once per actor, not twice."""
         self.src = src
         self.head = load_head(src.head) if src.head else None
         self.encoder = None
-        if src.columns is None:
+        if src.columns is None and shared is not None and shared.model_key == self.model_key:
+            self.encoder = shared.encoder
+        elif src.columns is None:
             from operators.embed.backends import load_encoder
 
             self.encoder = load_encoder(src.model, src.backend, max_tokens=src.max_tokens,
                                         threads=src.threads or threads,
                                         artefact_dir=src.artefact_dir)
+            trained = self.head.meta.get("model_id") if self.head else None
+            if trained and trained != self.encoder.model_id:
+                raise ValueError(f"head {src.head} was trained on embeddings of {trained}, "
+                                 f"this source's model is {self.encoder.model_id}")
+
+    @property
+    def model_key(self) -> tuple:
+        s = self.src
+        return (s.model, s.backend, s.max_tokens, s.artefact_dir, s.threads)
 
     @property
     def scale_bias(self) -> tuple[float, float]:
