@@ -21,7 +21,9 @@ sample's insertion rule):
   `code_verbatim` plants an indexed function unchanged; `code_renamed` plants it with the
   function name, parameters and local names renamed and the docstring removed (a rewritten
   leak: only the code's shape and the names it calls stay); `near_code` plants another
-  function of the same module that is not in the index (negative).
+  function of the same module that is not in the index (negative). A function sharing
+  a word 8-gram with the clean sample corpus is never used (the corpus's Python docs
+  describe these functions, often in their docstrings' words).
 
 Light and paraphrase forms are remade here from the samples README's description (not its
 code): light = 1 or 2 of sentence shuffle, case/whitespace change (lower, upper or random
@@ -201,6 +203,22 @@ def rename(fn: dict, rng: random.Random) -> str:
     return tokenize.untokenize(out).rstrip()
 
 
+def corpus_grams(samples: Path, n: int = 8) -> set[int]:
+    """Hashes of every word n-gram of the clean sample corpus (README tokens)."""
+    grams: set[int] = set()
+    for f in sorted((samples / "corpus").glob("part-*.parquet")):
+        for text in pq.read_table(f, columns=["text"])["text"].to_pylist():
+            t = tokens(text)
+            grams.update(hash(tuple(t[i:i + n])) for i in range(len(t) - n + 1))
+    return grams
+
+
+def in_corpus(fn: dict, grams: set[int], n: int = 8) -> bool:
+    """Whether the function's text shares a word n-gram with the clean corpus."""
+    t = tokens(fn["text"])
+    return any(hash(tuple(t[i:i + n])) in grams for i in range(len(t) - n + 1))
+
+
 def code_item(fn: dict, k: int) -> dict:
     return {"bench_id": f"pystdlib:{fn['module']}:{fn['name']}:{k}", "benchmark": "pystdlib",
             "task": fn["module"], "prompt": fn["prompt"], "answer": fn["answer"],
@@ -266,7 +284,14 @@ def build(args: argparse.Namespace) -> dict:
 
     # Code: modules with >= 3 eligible functions; per chosen module two indexed functions
     # (one planted) and one near miss of the same module.
+    # The Python docs in the corpus document these very functions, often in their
+    # docstrings' words: a function sharing a word 8-gram (PaLM's contamination n) with
+    # the clean corpus is not used, so a clean doc stays clean for the code benchmark too.
+    grams = corpus_grams(Path(args.samples))
     fns = stdlib_functions(Path(args.stdlib), packages=False, lines_range=(6, 60))
+    n_code = len(fns)
+    fns = [f for f in fns if not in_corpus(f, grams)]
+    excluded = {"dev_functions": n_code - len(fns)}
     by_module: dict[str, list[dict]] = {}
     for fn in fns:
         if fn["has_doc"]:
@@ -289,16 +314,17 @@ def build(args: argparse.Namespace) -> dict:
         put(near["text"], "near_miss", "near_code", code_item(near, -1)["bench_id"],
             "pystdlib", "")
     # Distractors for the >= 10k-item index: shorter and longer functions too (4-100 lines).
-    filler = [code_item(f, k) for k, f in
-              enumerate(stdlib_functions(Path(args.stdlib), True, (4, 100)))
-              if f["text"] not in used]
+    filler_fns = stdlib_functions(Path(args.stdlib), True, (4, 100))
+    filler = [code_item(f, k) for k, f in enumerate(filler_fns)
+              if f["text"] not in used and not in_corpus(f, grams)]
+    excluded["filler_functions"] = len(filler_fns) - len(filler)
     gsm_index = [{c: bench[b][c] for c in BENCH_COLUMNS}
                  for b in sorted(planted) + sorted(index_only)]
-    return write(Path(args.out), docs, truth, gsm_index, code_index, filler, args)
+    return write(Path(args.out), docs, truth, gsm_index, code_index, filler, args, excluded)
 
 
 def write(out: Path, docs: list[dict], truth: dict, gsm: list[dict], code: list[dict],
-          filler: list[dict], args: argparse.Namespace) -> dict:
+          filler: list[dict], args: argparse.Namespace, excluded: dict) -> dict:
     for d in ("corpus", "index", "filler"):
         (out / d).mkdir(parents=True, exist_ok=True)
         for old in (out / d).glob("*.parquet"):
@@ -317,7 +343,8 @@ def write(out: Path, docs: list[dict], truth: dict, gsm: list[dict], code: list[
         kinds[key] = kinds.get(key, 0) + 1
     summary = {"params": {k: str(v) for k, v in vars(args).items()}, "docs": len(rows),
                "index_items": {"gsm8k": len(gsm), "pystdlib": len(code)},
-               "filler_items": len(filler), "kinds": dict(sorted(kinds.items()))}
+               "filler_items": len(filler), "excluded_in_corpus_8gram": excluded,
+               "kinds": dict(sorted(kinds.items()))}
     (out / "devset.json").write_text(json.dumps(summary, indent=1) + "\n")
     return summary
 
