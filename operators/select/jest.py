@@ -281,7 +281,8 @@ class Jest(GlobalOperator):
         return views
 
     def metrics(self, out: pa.Table) -> dict:
-        """The step's figures: super-batches, B, b, mean learnability chosen vs all, seconds."""
+        """The step's figures: super-batches, B, b, mean learnability chosen vs all (its CPU
+        seconds are ops.seconds)."""
         p: JestParams = self.params
         figures = {"super_batch": p.super_batch, "sub_batch": p.sub_batch,
                    "chunks": p.chunks, "filter_ratio": p.filter_ratio, "score": p.score,
