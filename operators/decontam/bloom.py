@@ -74,12 +74,23 @@ class BloomFilter:
             np.bitwise_or.at(self.bits, (pos >> np.uint64(3)).astype(np.int64),
                              (np.uint8(1) << (pos & np.uint64(7)).astype(np.uint8)))
 
-    def contains(self, keys: np.ndarray, chunk: int = 1 << 16) -> np.ndarray:
-        """Whether each key may be in the filter (false positives at ~ the error rate)."""
-        out = np.empty(len(keys), bool)
-        for lo in range(0, len(keys), chunk):
-            pos = self._positions(keys[lo:lo + chunk])
-            byte = self.bits[(pos >> np.uint64(3)).astype(np.int64)]
-            bit = (byte >> (pos & np.uint64(7)).astype(np.uint8)) & np.uint8(1)
-            out[lo:lo + chunk] = bit.all(axis=1)
+    def contains(self, keys: np.ndarray) -> np.ndarray:
+        """Whether each key may be in the filter (false positives at ~ the error rate).
+
+        Probes one hash function at a time on the keys still possible: about half the
+        bits are set, so most absent keys are settled by the first one or two probes.
+        """
+        alive = np.arange(len(keys))
+        m = np.uint64(self.m)
+        with np.errstate(over="ignore"):
+            h1 = keys
+            h2 = mix(keys ^ _SECOND) | np.uint64(1)
+            for i in range(self.k):
+                if not len(alive):
+                    break
+                pos = (h1[alive] + np.uint64(i) * h2[alive]) % m
+                byte = self.bits[(pos >> np.uint64(3)).astype(np.int64)]
+                alive = alive[((byte >> (pos & np.uint64(7)).astype(np.uint8)) & 1) == 1]
+        out = np.zeros(len(keys), bool)
+        out[alive] = True
         return out

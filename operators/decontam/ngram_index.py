@@ -43,11 +43,19 @@ class NgramIndex:
     benchmarks: list[str]    # per item
     short_lengths: tuple[int, ...]  # word counts (< n) of items indexed as one whole gram
     figures: dict            # build figures for the step's metrics
+    screen: np.ndarray       # uint8 bit set of gram hashes' low bits (see `screen_bits`)
 
     @property
     def nbytes(self) -> int:
         return int(self.grams.nbytes + self.items.nbytes + self.weights.nbytes
-                   + self.distinct.nbytes + self.total.nbytes)
+                   + self.distinct.nbytes + self.total.nbytes + self.screen.nbytes)
+
+    def candidates(self, g: np.ndarray) -> np.ndarray:
+        """Whether each gram may be in the index: one bit lookup, so only ~1/16 of a
+        clean corpus's grams go on to the binary search."""
+        slot = g & np.uint64(self.screen.size * 8 - 1)
+        return ((self.screen[(slot >> np.uint64(3)).astype(np.int64)]
+                 >> (slot & np.uint64(7)).astype(np.uint8)) & np.uint8(1)).astype(bool)
 
     @property
     def lengths(self) -> tuple[int, ...]:
@@ -75,6 +83,17 @@ def item_grams(items: BenchmarkItems, n: int, min_words: int
     first = np.ones(len(g), bool)
     first[1:] = (g[1:] != g[:-1]) | (it[1:] != it[:-1])
     return g[first], it[first], counts
+
+
+def screen_bits(grams: np.ndarray) -> np.ndarray:
+    """A bit set of 2^b bits, b giving >= 16 bits per distinct gram (a clean gram passes
+    with probability <= 1/16), with the bit of each gram's low b bits set."""
+    b = int(np.clip(np.ceil(np.log2(max(len(grams), 1) * 16)), 10, 34))
+    bits = np.zeros(1 << (b - 3), np.uint8)
+    slot = grams & np.uint64((1 << b) - 1)
+    np.bitwise_or.at(bits, (slot >> np.uint64(3)).astype(np.int64),
+                     np.left_shift(np.uint8(1), (slot & np.uint64(7)).astype(np.uint8)))
+    return bits
 
 
 def build_index(items: BenchmarkItems, n: int = 13, max_item_frequency: int = 10,
@@ -110,7 +129,7 @@ def build_index(items: BenchmarkItems, n: int = 13, max_item_frequency: int = 10
         "items_without_distinctive_grams": int((indexed & (distinct == 0)).sum()),
     }
     return NgramIndex(n, g, it, weights, distinct, total, list(items.ids), list(items.benchmarks),
-                      tuple(short), figures)
+                      tuple(short), figures, screen_bits(g))
 
 
 @dataclass(frozen=True)
@@ -128,6 +147,8 @@ def hits(index: NgramIndex, w: Words) -> tuple[np.ndarray, np.ndarray, np.ndarra
     indexes `index.grams`/`index.items`, start/end are word positions in the flat batch."""
     rows, pairs, starts, ends = [], [], [], []
     for k, (g, start) in grams(w, index.lengths).items():
+        maybe = index.candidates(g)
+        g, start = g[maybe], start[maybe]
         lo = np.searchsorted(index.grams, g, "left")
         hi = np.searchsorted(index.grams, g, "right")
         found = hi > lo
