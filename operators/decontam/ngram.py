@@ -47,6 +47,7 @@ from operators.decontam.benchmark_sets import (
 from operators.decontam.bloom_index import BloomIndex, bloom_match, build_bloom
 from operators.decontam.ngram_hashing import char_spans, words
 from operators.decontam.ngram_index import Matches, NgramIndex, build_index, match
+from pipelines.errors import CurateError
 
 _FLAG, _ITEM, _DETAIL = "_dc_flag", "_dc_item", "_dc_detail"
 
@@ -69,6 +70,8 @@ class NgramParams(DecontamParams):
     index: Literal["exact", "bloom"] = Field("exact", description="exact: sorted hash "
                                              "arrays naming the item; bloom: a Bloom filter "
                                              "(smaller, names only the benchmark)")
+    max_index_mb: float = Field(4096, gt=0, description="refuse (with a clear error) an "
+                                "index larger than this; every worker maps it once")
     bloom_error_rate: float = Field(1e-6, gt=0, lt=0.5, description="Bloom filter false-"
                                     "positive rate per gram it is sized for")
     bloom_min_chain: int = Field(3, ge=1, description="with bloom: flag a row holding at "
@@ -110,9 +113,15 @@ class NgramDecontam(GlobalOperator):
         """fit: the index of the benchmark items (the corpus sample is not used)."""
         p: NgramParams = self.params
         items = self._load()
-        if p.index == "bloom":
-            return build_bloom(items, p.n, p.max_item_frequency, p.bloom_error_rate)
-        return build_index(items, p.n, p.max_item_frequency, p.min_words)
+        index = (build_bloom(items, p.n, p.max_item_frequency, p.bloom_error_rate)
+                 if p.index == "bloom" else
+                 build_index(items, p.n, p.max_item_frequency, p.min_words))
+        if index.nbytes > p.max_index_mb * 2**20:
+            hint = "" if p.index == "bloom" else ", or use index: bloom"
+            raise CurateError(f"{self.name}: the index of {len(items):,} benchmark items takes "
+                              f"{index.nbytes / 2**20:,.0f} MB > max_index_mb="
+                              f"{p.max_index_mb:g}; raise max_index_mb{hint}")
+        return index
 
     def match(self, rows: pa.Table, index: NgramIndex | BloomIndex) -> BatchResult:
         """map: best item per row, flag, signals, and the detail for `decide`."""

@@ -9,6 +9,7 @@ import pytest
 
 from curate.recipe import RecipeError, parse_recipe
 from pipelines import columns as C
+from pipelines.errors import CurateError
 from pipelines.inprocess import run_operators
 from pipelines.reader import read_shard
 from pipelines.shards import discover
@@ -106,3 +107,12 @@ def test_a_bad_benchmark_file_is_a_recipe_error_at_the_step(tmp_path):
         parse_recipe(f"name: t\ninput: {{path: '{tmp_path}/*.jsonl'}}\noutput: {{path: o}}\n"
                      f"steps:\n  - op: decontam.ngram\n    params: "
                      f"{{benchmarks: ['{tmp_path}/b.parquet']}}\n")
+
+
+def test_an_index_over_max_index_mb_is_refused_naming_the_way_out(tmp_path):
+    bench, corpus = write_planted(tmp_path)
+    with pytest.raises(CurateError, match=r"decontam.ngram: the index of 3 benchmark items "
+                       r"takes 0 MB > max_index_mb=1e-06; raise max_index_mb, or use "
+                       r"index: bloom"):
+        decontam(corpus, f"{{benchmarks: ['{bench}'], max_index_mb: 0.000001, "
+                         "text_columns: [question, answer]}")
