@@ -35,11 +35,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field
 
-from operators.base import ORDER_COLUMN, BatchResult, GlobalOperator, Stage
+from operators.base import ORDER_COLUMN, BatchResult, Context, GlobalOperator, Stage
 from operators.decontam.benchmark_sets import (
     ITEMS_STAGE,
     REASON,
     SIGNAL_KEYS,
+    BenchmarkItems,
     DecontamParams,
     items_table,
     load_benchmark_items,
@@ -86,13 +87,13 @@ class NgramDecontam(GlobalOperator):
     signal_keys = SIGNAL_KEYS
     reasons = (REASON,)
 
-    def __init__(self, params: NgramParams, context=None) -> None:
+    def __init__(self, params: NgramParams, context: Context | None = None) -> None:
         super().__init__(params, context)
         # Loading here reports a bad benchmark file at `curate validate`, at this step's
         # line; the load is cached, so the fit stage does not read the files again.
         self._load()
 
-    def _load(self):
+    def _load(self) -> BenchmarkItems:
         p: NgramParams = self.params
         return load_benchmark_items(p.benchmarks, p.id_column, p.text_columns,
                                     p.benchmark_column)

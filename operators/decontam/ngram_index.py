@@ -1,9 +1,10 @@
 """The exact n-gram index of benchmark items, and matching rows against it.
 
-Build [GPT-3 App. C; algorithms.md 3.1]: each item's distinct word n-grams (n = 13 by
-default); an item shorter than n words contributes its whole word sequence as one gram
-when it has at least `min_words` words, and is left out (counted in the metrics)
-below that, since a 2-word "answer" would flag every document holding those 2 words.
+Build [GPT-3 App. C; algorithms.md 3.1]: each item's distinct word n-grams (the
+operator's n: 7 by default, GPT-3 used 13; docs/contamination.md says why); an item
+shorter than n words contributes its whole word sequence as one gram when it has at
+least `min_words` words, and is left out (counted in the metrics) below that, since a
+2-word "answer" would flag every document holding those 2 words.
 
 Template filter: a gram found in more than `max_item_frequency` items of the same
 benchmark (GPT-3 drops n-grams seen more than 10 times) is the task's template,
@@ -96,7 +97,7 @@ def screen_bits(grams: np.ndarray) -> np.ndarray:
     return bits
 
 
-def build_index(items: BenchmarkItems, n: int = 13, max_item_frequency: int = 10,
+def build_index(items: BenchmarkItems, n: int = 7, max_item_frequency: int = 10,
                 min_words: int = 8) -> NgramIndex:
     """The index of `items` (see the module doc)."""
     g, it, counts = item_grams(items, n, min_words)
@@ -118,7 +119,7 @@ def build_index(items: BenchmarkItems, n: int = 13, max_item_frequency: int = 10
     weights = (1.0 / df).astype(np.float32)
     distinct = np.bincount(it, minlength=len(items)).astype(np.int32)
     total = np.bincount(it, weights=weights, minlength=len(items))
-    indexed = (counts >= min_words) if min_words < n else (counts >= n)
+    indexed = counts >= min(min_words, n)
     short = sorted({int(c) for c in counts if min_words <= c < n})
     figures = {
         "items": len(items), "benchmarks": len(names), "n": n,
