@@ -15,9 +15,10 @@ distinctive grams found in the row. A document holding a different item of the s
 task then shares only the template grams, which no longer count, while a leaked item,
 even with words dropped or sentences reordered, keeps a large share of its own.
 
-The index is two sorted numpy arrays (gram hash, item) plus per-item figures: about
-12 bytes per distinct (gram, item) pair. A batch of rows is matched with one
-`searchsorted` over all its grams; only the hits are expanded.
+The index is sorted numpy arrays (gram hash, item, weight) plus per-item figures, about
+16 bytes per distinct (gram, item) pair, and a bit set of the grams' low bits (16 bits
+per gram). A batch of rows is matched with one bit lookup per gram, then a
+`searchsorted` of the ~1/16 of a clean corpus's grams that pass; only hits are expanded.
 """
 
 from __future__ import annotations
