@@ -19,7 +19,18 @@ def load_example():
 
 
 def test_the_training_loop_example_runs_and_avoids_noise():
+    import torch
+
     example = load_example()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny matrices: a second OpenMP thread only spins
+    try:
+        check(example)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def check(example) -> None:
     kw = {"steps": 12, "super_batch": 160, "chunks": 8, "pool": 2000, "dim": 16,
           "reference_steps": 40}
     learn = example.train(score="learnability", **kw)
