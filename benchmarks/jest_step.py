@@ -12,10 +12,11 @@ Three arms:
 - `vectors`: the selection alone, learner and reference given as vector columns (random
   384-d unit vectors), `--vector-rows` rows (default 40,960) at B = 4096, f = 0.8, N = 16.
 
-Each arm runs twice and checks that both runs kept the same rows. Prints, per arm, rows,
-super-batches, CPU seconds of the step (`ops.seconds`: process time, all threads), the
-step's wall seconds, rows per CPU second and per wall second, and the 1-minute load
-average before and after (the dev box is shared; CPU seconds are the per-core figure).
+Each arm runs `--runs` times (default 2) and checks that all runs kept the same rows.
+Prints, per arm, rows, super-batches, CPU seconds of the step (`ops.seconds`: process
+time, all threads), the run's wall seconds, rows per CPU second and per wall second, and
+the 1-minute load average before and after (the dev box is shared; CPU seconds are the
+per-core figure).
 """
 
 from __future__ import annotations
@@ -104,6 +105,7 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path("/tmp/jest-step"))
     ap.add_argument("--vector-rows", type=int, default=40_960)
     ap.add_argument("--arms", nargs="+", default=["select", "text", "vectors"])
+    ap.add_argument("--runs", type=int, default=2)
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     arms = {
@@ -121,8 +123,9 @@ def main() -> None:
             continue
         make, params = arms[name]
         folder = make()
-        runs = [run_arm(folder, args.work / f"{name}-out{i}", params) for i in range(2)]
-        same = runs[0]["kept_ids"] == runs[1]["kept_ids"]
+        runs = [run_arm(folder, args.work / f"{name}-out{i}", params)
+                for i in range(args.runs)]
+        same = all(r["kept_ids"] == runs[0]["kept_ids"] for r in runs)
         for i, r in enumerate(runs):
             print(f"{name} run {i + 1}: rows={r['rows']} kept={r['kept']} "
                   f"super_batches={r['super_batches']} cpu_s={r['cpu_s']:.2f} "
@@ -130,7 +133,7 @@ def main() -> None:
                   f"run_wall_s={r['run_wall_s']:.1f} "
                   f"rows_per_wall_s={r['rows'] / r['run_wall_s']:.1f} "
                   f"load={r['load_before']:.1f}->{r['load_after']:.1f}")
-        print(f"{name}: both runs kept the same rows: {same}")
+        print(f"{name}: {len(runs)} runs kept the same rows: {same}")
 
 
 if __name__ == "__main__":
