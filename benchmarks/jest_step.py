@@ -10,7 +10,8 @@ Three arms:
   default models (learner: static MiniLM, reference: torch MiniLM), B = 256, f = 0.75,
   N = 16: embedding both columns with both models dominates;
 - `vectors`: the selection alone, learner and reference given as vector columns (random
-  384-d unit vectors), `--vector-rows` rows (default 40,960) at B = 4096, f = 0.8, N = 16.
+  384-d unit vectors), `--vector-rows` rows (default 40,800) at B = 4080 (b = 816, the
+  largest B <= 4096 whose b is a multiple of 16), f = 0.8, N = 16.
 
 Each arm runs `--runs` times (default 2) and checks that all runs kept the same rows.
 Prints, per arm, rows, super-batches, CPU seconds of the step (`ops.seconds`: process
@@ -103,7 +104,7 @@ def select_step(batch: int = 4096, dim: int = 384, rounds: int = 7) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--work", type=Path, default=Path("/tmp/jest-step"))
-    ap.add_argument("--vector-rows", type=int, default=40_960)
+    ap.add_argument("--vector-rows", type=int, default=40_800)
     ap.add_argument("--arms", nargs="+", default=["select", "text", "vectors"])
     ap.add_argument("--runs", type=int, default=2)
     args = ap.parse_args()
@@ -112,7 +113,7 @@ def main() -> None:
         "text": (lambda: text_input(args.work),
                  "{super_batch: 256, filter_ratio: 0.75, chunks: 16}"),
         "vectors": (lambda: vector_input(args.work, args.vector_rows),
-                    "{super_batch: 4096, filter_ratio: 0.8, chunks: 16, "
+                    "{super_batch: 4080, filter_ratio: 0.8, chunks: 16, "
                     "learner: {columns: [l_left, l_right]}, "
                     "reference: {columns: [r_left, r_right]}}"),
     }
