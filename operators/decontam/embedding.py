@@ -34,7 +34,7 @@ Calibration figures and why these defaults: docs/contamination.md, "decontam.emb
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import Annotated, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -87,6 +87,8 @@ class EmbeddingDecontamParams(DecontamParams):
         None, description="local sentence-transformers model directory (default: the "
                           "packaged all-MiniLM-L6-v2); never downloaded")
     backend: Backend = Field("openvino", description=backend_help())
+    precision: Literal["bf16", "int8", "f32"] = Field(
+        "bf16", description="openvino only: bf16 (closest to torch), int8 or f32")
     margin: float = Field(0.1, ge=0.0, le=1.0, description="a span flags item i when its "
                           "cosine reaches the cosine of i's nearest sibling in its own "
                           "benchmark (at least the benchmark's sibling_floor quantile) plus "
@@ -162,7 +164,7 @@ class EmbeddingDecontam(GlobalOperator):
             p: EmbeddingDecontamParams = self.params
             threads = p.threads or default_threads(self.ctx.actors)
             self._encoder = load_encoder(p.model, p.backend, threads=threads,
-                                         artefact_dir=p.artefact_dir)
+                                         artefact_dir=p.artefact_dir, precision=p.precision)
             import faiss
 
             faiss.omp_set_num_threads(threads)
