@@ -210,3 +210,24 @@ def test_real_model_flags_a_reworded_gsm8k_item_not_a_sibling(tmp_path):
     assert signals(out, "matched_id") == [para["bench_id"], None, None]
     start, end = signals(out, "span_start")[0], signals(out, "span_end")[0]
     assert start < para["char_end"] and end > para["char_start"]
+
+
+def test_a_resumed_run_reuses_the_recorded_index(corpus, tmp_path):
+    """The fitted table (vectors, thresholds, window in its metadata) is recorded under the
+    run folder; a second run with the same store loads it instead of embedding the items
+    again, and decides the same."""
+    from pipelines.fitted import FitStore
+
+    root, _ = corpus
+    store = FitStore(tmp_path / "fitted")
+    batches = [b for s in discover(str(root / "in" / "*.parquet"), "auto", "text", "id")
+               for b in read_shard(s, "text", "id", 8_000_000, 16)]
+    first_op, again_op = make_op(root), make_op(root)
+    first = pa.concat_tables(run_operators(batches, [first_op], store=store))
+    item_texts = first_op._encoder.texts
+    again = pa.concat_tables(run_operators(batches, [again_op], store=store))
+    assert sorted(p.name for p in (tmp_path / "fitted").iterdir()) == [
+        "step-001-index.table.parquet", "step-001-items.table.parquet"]
+    assert again_op._encoder.texts == item_texts - 90  # only the spans: no item embedded
+    keep = ["id", C.REASON, C.DETAIL, *[c for c in first.column_names if c.startswith("_s1:")]]
+    assert again.select(keep).to_pydict() == first.select(keep).to_pydict()
