@@ -1,10 +1,11 @@
 """`curate contamination OUT`: which benchmark items leaked into the corpus, and how.
 
 Two sandboxed queries over the `benchmark_items` and `contamination` views (docs/stats.md,
-"Contamination") of the latest succeeded run of each recipe in OUT: per benchmark
-(items checked, items leaked, rows flagged, methods) and per item (leaked or not, rows,
-methods, best score). A step with `index: bloom` cannot tell items apart: its items
-show `leaked` empty, its benchmark line still counts the rows.
+"Contamination") of the latest succeeded run of each recipe in OUT, merging the recipe's
+decontam steps (an n-gram and an embedding step count a row once): per benchmark (items
+checked, items leaked, rows flagged and dropped, methods, steps) and per item (leaked or
+not, rows, the methods that found it and each one's best score). A benchmark checked only
+by `index: bloom` steps cannot tell items apart: its items show `leaked` empty.
 """
 
 from __future__ import annotations
@@ -19,45 +20,63 @@ import typer
 from curate.cli_app import app, fail, out_console
 from curate.cli_stats import Format, _render, _table
 
-# Per (step, benchmark, item): flagged rows, methods and best score; bloom steps' items
-# are unknown (null `leaked`).
-ITEMS_SQL = """
-WITH hits AS (
-  SELECT run_id, step, benchmark, matched_id, count(*) AS rows,
-         string_agg(DISTINCT method, ',' ORDER BY method) AS methods, max(score) AS score
-  FROM contamination WHERE matched_id IS NOT NULL GROUP BY ALL),
+# The decontam steps of each latest run, with the benchmarks they checked; a benchmark
+# that only Bloom-filter steps checked has no per-item answer (null `leaked`).
+_STEPS = """
 steps AS (
-  SELECT run_id, step, name,
-         coalesce(json_extract_string(metrics, '$.method') = 'bloom', false) AS bloom
-  FROM ops)
-SELECT i.step, s.name AS step_name, i.benchmark, i.item_id,
-       CASE WHEN s.bloom THEN NULL ELSE h.rows IS NOT NULL END AS leaked,
-       coalesce(h.rows, 0) AS rows, h.methods, round(h.score, 4) AS score
-FROM benchmark_items i
-LEFT JOIN steps s USING (run_id, step)
-LEFT JOIN hits h ON h.run_id = i.run_id AND h.step = i.step AND h.benchmark = i.benchmark
+  SELECT i.run_id, i.benchmark, r.recipe,
+         string_agg(DISTINCT o.name, ',' ORDER BY o.name) AS steps,
+         bool_and(coalesce(json_extract_string(o.metrics, '$.method') = 'bloom', false))
+           AS bloom_only
+  FROM (SELECT DISTINCT run_id, step, benchmark FROM benchmark_items) i
+  JOIN ops o USING (run_id, step) JOIN runs r USING (run_id) GROUP BY ALL)"""
+
+# Per (recipe, benchmark, item), over all its decontam steps: rows flagged (distinct ids),
+# the methods that found it and each method's best score.
+ITEMS_SQL = """
+WITH""" + _STEPS + """,
+per_method AS (
+  SELECT run_id, benchmark, matched_id, method, max(score) AS score
+  FROM contamination WHERE matched_id IS NOT NULL GROUP BY ALL),
+hits AS (
+  SELECT c.run_id, c.benchmark, c.matched_id, count(DISTINCT c.id) AS rows,
+         any_value(m.methods) AS methods, any_value(m.scores) AS scores
+  FROM contamination c JOIN (
+    SELECT run_id, benchmark, matched_id,
+           string_agg(method, ',' ORDER BY method) AS methods,
+           string_agg(method || '=' || round(score, 3), ' ' ORDER BY method) AS scores
+    FROM per_method GROUP BY ALL) m USING (run_id, benchmark, matched_id)
+  GROUP BY ALL)
+SELECT s.recipe, i.benchmark, i.item_id,
+       CASE WHEN h.rows IS NOT NULL THEN true WHEN s.bloom_only THEN NULL ELSE false END
+         AS leaked,
+       coalesce(h.rows, 0) AS rows, h.methods, h.scores
+FROM (SELECT DISTINCT run_id, benchmark, item_id FROM benchmark_items) i
+JOIN steps s USING (run_id, benchmark)
+LEFT JOIN hits h ON h.run_id = i.run_id AND h.benchmark = i.benchmark
                 AND h.matched_id = i.item_id
 {where}
-ORDER BY i.step, i.benchmark, leaked DESC NULLS LAST, rows DESC, i.item_id
+ORDER BY s.recipe, i.benchmark, leaked DESC NULLS LAST, rows DESC, i.item_id
 """
 
+# Per (recipe, benchmark): items checked and leaked, rows flagged and dropped.
 BENCHMARKS_SQL = """
-WITH items AS (
-  SELECT run_id, step, benchmark, count(*) AS items FROM benchmark_items GROUP BY ALL),
+WITH""" + _STEPS + """,
+items AS (SELECT run_id, benchmark, count(DISTINCT item_id) AS items FROM benchmark_items
+          GROUP BY ALL),
 flagged AS (
-  SELECT run_id, step, benchmark, count(*) AS rows_flagged,
+  SELECT run_id, benchmark, count(DISTINCT id) AS rows_flagged,
          count(DISTINCT matched_id) AS items_leaked,
-         count(*) FILTER (WHERE dropped) AS rows_dropped,
+         count(DISTINCT id) FILTER (WHERE dropped) AS rows_dropped,
          string_agg(DISTINCT method, ',' ORDER BY method) AS methods
   FROM contamination GROUP BY ALL)
-SELECT step, o.name AS step_name, benchmark, coalesce(i.items, 0) AS items,
-       CASE WHEN json_extract_string(o.metrics, '$.method') = 'bloom' THEN NULL
-            ELSE coalesce(f.items_leaked, 0) END AS items_leaked,
+SELECT s.recipe, benchmark, i.items,
+       CASE WHEN s.bloom_only THEN NULL ELSE coalesce(f.items_leaked, 0) END AS items_leaked,
        coalesce(f.rows_flagged, 0) AS rows_flagged, coalesce(f.rows_dropped, 0) AS rows_dropped,
-       f.methods
-FROM items i FULL JOIN flagged f USING (run_id, step, benchmark)
-LEFT JOIN ops o USING (run_id, step)
-ORDER BY step, benchmark
+       f.methods, s.steps
+FROM items i JOIN steps s USING (run_id, benchmark)
+LEFT JOIN flagged f USING (run_id, benchmark)
+ORDER BY s.recipe, benchmark
 """
 
 

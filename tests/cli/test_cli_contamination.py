@@ -46,7 +46,7 @@ def test_run_then_contamination_lists_leaked_and_clean_items(tmp_path):
     rows = {r["item_id"]: r for r in csv.DictReader(io.StringIO(res.stdout))}
     assert {k: (r["leaked"], r["rows"], r["methods"]) for k, r in rows.items()} == {
         "q0": ("True", "1", "ngram"), "q1": ("True", "1", "ngram"), "q2": ("False", "0", "")}
-    assert rows["q0"]["score"] == "1.0" and rows["q0"]["step_name"] == "decon"
+    assert rows["q0"]["scores"] == "ngram=1.0" and rows["q0"]["recipe"] == "t"
     res = curate("contamination", out, "--by", "benchmark", "--format", "json")
     assert res.returncode == 0, res.stderr
     assert '"benchmark": "gsm", "items": 3, "items_leaked": 2, "rows_flagged": 2' in res.stdout
@@ -65,6 +65,26 @@ def test_run_then_contamination_lists_leaked_and_clean_items(tmp_path):
     res = curate("stats", out, "SELECT step, count(*) FROM benchmark_items GROUP BY 1",
                  "--format", "csv")
     assert res.returncode == 0 and res.stdout.splitlines()[1:] == ["2,3"], res.stderr
+
+
+def test_two_decontam_steps_count_each_row_once(tmp_path):
+    bench, corpus = write_planted(tmp_path)
+    recipe = tmp_path / "two.yaml"
+    params = f"benchmarks: ['{bench}'], text_columns: [question, answer]"
+    recipe.write_text(f"name: two\ninput: {{path: '{corpus}'}}\n"
+                      f"output: {{path: '{tmp_path}/out'}}\nsteps:\n"
+                      f"  - op: decontam.ngram\n    name: exact\n"
+                      f"    params: {{{params}, action: annotate}}\n"
+                      f"  - op: decontam.ngram\n    name: sketch\n"
+                      f"    params: {{{params}, index: bloom}}\n")
+    assert curate("run", str(recipe)).returncode == 0
+    res = curate("contamination", str(tmp_path / "out"), "--by", "benchmark", "-f", "csv")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines()[1] == "two,gsm,3,2,2,2,\"bloom,ngram\",\"exact,sketch\""
+    res = curate("contamination", str(tmp_path / "out"), "--items", "leaked", "-f", "csv")
+    lines = res.stdout.splitlines()
+    assert lines[1] == "two,gsm,q0,True,1,ngram,ngram=1.0" and len(lines) == 3
+    assert lines[2].startswith("two,gsm,q1,True,1,ngram,ngram=0.")  # words dropped
 
 
 def test_annotate_keeps_rows_and_contamination_says_not_dropped(tmp_path):
