@@ -7,7 +7,8 @@ Stages (the maths is in `embedding_math`):
    (fit, once, in one process): the benchmark items (`benchmark_sets`) embedded
    with the step's encoder, each item's cosine to its nearest sibling in its own benchmark,
    and its threshold `max(min_score, max(sibling, floor) + margin)`, floor the
-   `sibling_floor` quantile of its benchmark's sibling cosines [issue 13: calibrate against the
+   `sibling_floor` quantile of its benchmark's sibling cosines (`half_margin` for a
+   half) [issue 13: calibrate against the
    nearest sibling, so a *different* item of the same task, which shares the task's
    template, is not flagged]. With `item_halves`, each item's first and second half (by
    words) are indexed too, each calibrated against the same halves of its siblings, so a
@@ -93,6 +94,9 @@ class EmbeddingDecontamParams(DecontamParams):
                           "cosine reaches the cosine of i's nearest sibling in its own "
                           "benchmark (at least the benchmark's sibling_floor quantile) plus "
                           "this margin, and min_score")
+    half_margin: float = Field(0.13, ge=0.0, le=1.0, description="the margin for a match "
+                               "on an item's half (item_halves): a half says less than the "
+                               "whole item, so a topic neighbour gets closer to it")
     sibling_floor: float = Field(0.75, ge=0.0, le=1.0, description="quantile of its "
                                  "benchmark's nearest-sibling cosines that stands in for an "
                                  "item's own when that is lower (an item in a sparse corner "
@@ -204,7 +208,8 @@ class EmbeddingDecontam(GlobalOperator):
         groups = np.unique(np.char.add(bench.astype(str), np.asarray(view, str)),
                            return_inverse=True)[1]
         sibling = sibling_cosines(vectors, groups)
-        threshold = item_thresholds(sibling, groups, p.min_score, p.margin, p.sibling_floor)
+        margin = np.where(np.asarray(view) == "item", p.margin, p.half_margin)
+        threshold = item_thresholds(sibling, groups, p.min_score, margin, p.sibling_floor)
         dim = vectors.shape[1]
         table = pa.table({
             "item": pa.array(item, pa.int64()),

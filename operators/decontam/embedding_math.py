@@ -140,8 +140,8 @@ def sibling_cosines(vectors: np.ndarray, groups: np.ndarray, block: int = 4096) 
     return out
 
 
-def item_thresholds(sibling: np.ndarray, groups: np.ndarray, min_score: float, margin: float,
-                    floor_quantile: float) -> np.ndarray:
+def item_thresholds(sibling: np.ndarray, groups: np.ndarray, min_score: float,
+                    margin: float | np.ndarray, floor_quantile: float) -> np.ndarray:
     """Per-item cosine a span must reach: max(min_score, max(s_sib, q) + margin), q being the
     `floor_quantile` of the nearest-sibling cosines of the item's group (benchmark).
 
@@ -149,6 +149,7 @@ def item_thresholds(sibling: np.ndarray, groups: np.ndarray, min_score: float, m
     of its task) still shares the task's template with any *new* item of the task, which
     lands about as close as a typical nearest sibling does; its own s_sib alone would let
     such a near miss through. An item without siblings (and a group of one) gets min_score.
+    `margin` is one value or one per item.
     """
     floor = np.full(len(sibling), -np.inf, np.float64)
     for g in np.unique(groups):

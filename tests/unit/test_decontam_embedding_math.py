@@ -129,6 +129,8 @@ def test_the_floor_is_a_quantile_of_each_groups_siblings():
     got = item_thresholds(sibling, groups, min_score=0.0, margin=0.1, floor_quantile=0.5)
     # group 0's median sibling is 0.5, group 1's 0.2; the lone item of group 2: min_score
     assert got == pytest.approx([0.6, 0.6, 0.7, 0.9, 0.3, 0.4, 0.0])
+    per_item = item_thresholds(sibling, groups, 0.0, np.array([0.1] * 4 + [0.2] * 3), 0.5)
+    assert per_item == pytest.approx([0.6, 0.6, 0.7, 0.9, 0.4, 0.5, 0.0])
 
 
 def test_best_match_is_the_pair_furthest_above_its_own_threshold():
