@@ -72,7 +72,7 @@ from operators.embed.backends import Backend, backend_help
 
 METHOD = "embedding"
 _ITEM, _SCORE, _THRESHOLD = "_dce_item", "_dce_score", "_dce_threshold"
-_START, _END, _SPANS, _BEST = "_dce_start", "_dce_end", "_dce_spans", "_dce_best"
+_START, _END, _SPANS = "_dce_start", "_dce_end", "_dce_spans"
 _KEY, _DOCS, _FLAGGED = "_dce_key", "_dce_docs", "_dce_flagged"
 # Words each half of an item must have to be indexed on its own (`item_views`).
 HALF_WORDS = 4
@@ -221,7 +221,8 @@ class EmbeddingDecontam(GlobalOperator):
             "vector": pa.FixedSizeListArray.from_arrays(
                 pa.array(np.ascontiguousarray(vectors).reshape(-1), pa.float32()), dim),
         })
-        key = f"{self._encoder.model_id}:{p.backend}:{len(table)}:{float(threshold.sum()):.6f}"
+        key = (f"{self._encoder.model_id}:{getattr(self._encoder, 'variant', p.backend)}:"
+               f"{len(table)}:{float(threshold.sum()):.6f}")
         return table.replace_schema_metadata({_META_WINDOW: str(window).encode(),
                                               _META_KEY: key.encode()})
 
@@ -265,9 +266,8 @@ class EmbeddingDecontam(GlobalOperator):
                              (_THRESHOLD, pa.array(thr.astype(np.float64), mask=~hit)),
                              (_START, pa.array(start, pa.int64())),
                              (_END, pa.array(end, pa.int64())),
-                             (_SPANS, pa.array(np.bincount(spans.doc, minlength=n), pa.int64())),
-                             (_BEST, pa.array(m.best_excess.astype(np.float64),
-                                              mask=np.isnan(m.best_excess)))):
+                             (_SPANS, pa.array(np.bincount(spans.doc, minlength=n),
+                                               pa.int64()))):
             table = table.append_column(name, values)
         return BatchResult.keep_all(table)
 
