@@ -72,8 +72,8 @@ def index_files(dev: Path, which: str) -> list[str]:
 # ---------------------------------------------------------------- arms
 # Each returns (flags: {doc id: (matched_id, benchmark)}, timing dict).
 
-def curate_arm(ops: list[str], dev: Path, bench: list[str], out: Path
-               ) -> tuple[dict[str, dict], dict]:
+def curate_arm(ops: list[str], dev: Path, bench: list[str], out: Path,
+               extra: dict[str, dict] | None = None) -> tuple[dict[str, dict], dict]:
     """One `curate run` with `ops` in order; flags per step ("decontam.ngram", ...) and of
     all steps together ("union": the first step's item where several flag a row)."""
     shutil.rmtree(out, ignore_errors=True)
@@ -85,7 +85,8 @@ def curate_arm(ops: list[str], dev: Path, bench: list[str], out: Path
                         "id_column": "id"},
               "output": {"path": str(out / "out")},
               "execution": {"address": "local", "seed": 0, "tokenizer": "none"},
-              "steps": [{"op": o, "params": params} for o in ops]}
+              "steps": [{"op": o, "params": {**params, **(extra or {}).get(o, {})}}
+                        for o in ops]}
     (out / "recipe.yaml").write_text(json.dumps(recipe, indent=1) + "\n")  # JSON is YAML
     m = run_measured([str(CURATE), "run", str(out / "recipe.yaml")], log=out / "run.log")
     if m["rc"] != 0:
@@ -199,7 +200,7 @@ def pct(pair: tuple[int, int]) -> str:
 
 
 def markdown(rep: dict) -> str:
-    lines = []
+    lines = [f"Run {rep['started']}, code {rep['commit']}, {rep['cpus']} CPUs.", ""]
     for which, arms in rep["runs"].items():
         items = rep["index_items"][which]
         lines += [f"### Index `{which}` ({items:,} items), {rep['docs']:,} docs", ""]
@@ -249,8 +250,25 @@ def index_memory(arm: str, t: dict) -> str:
                 metrics = {}
         for k, v in (metrics or {}).items():
             if "bytes" in k and isinstance(v, (int, float)):
-                found.append(f"{step.split(':')[1].split('.')[1]} {k} {v / 2**20:.1f} MB")
+                found.append(f"{step.split('.')[-1]} {k} {v / 2**20:.1f} MB")
     return "; ".join(found) or "not reported"
+
+
+def code_version() -> str:
+    """HEAD, plus a digest of uncommitted changes to the operators measured."""
+    git = ["git", "-C", str(REPO)]
+    head = subprocess.run(git + ["rev-parse", "--short=12", "HEAD"], capture_output=True,
+                          text=True).stdout.strip()
+    diff = subprocess.run(git + ["diff", "HEAD", "--", "operators/decontam"],
+                          capture_output=True, text=True).stdout
+    untracked = subprocess.run(git + ["ls-files", "--others", "--exclude-standard",
+                                      "operators/decontam"], capture_output=True,
+                               text=True).stdout
+    if not diff and not untracked:
+        return head
+    import hashlib
+
+    return f"{head}+dirty:{hashlib.sha256((diff + untracked).encode()).hexdigest()[:8]}"
 
 
 def make_subset(full: Path, out: Path, clean: int, limit: int | None, seed: int) -> Path:
@@ -287,7 +305,8 @@ def run(args: argparse.Namespace) -> dict:
     truth = [r for r in pq.read_table(dev / "truth.parquet").to_pylist() if r["id"] in ids]
     rep: dict = {"devset": json.loads((dev / "devset.json").read_text()), "docs": len(truth),
                  "index_items": {}, "runs": {}, "cpus": len(os.sched_getaffinity(0)),
-                 "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+                 "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                 "commit": code_version()}
     arms = args.arms.split(",")
     for which in args.index.split(","):
         bench = index_files(dev, which)
@@ -298,7 +317,8 @@ def run(args: argparse.Namespace) -> dict:
             out = work / "runs" / which / arm
             try:
                 if arm in CURATE_ARMS:
-                    per_step, timing = curate_arm(CURATE_ARMS[arm], dev, bench, out)
+                    per_step, timing = curate_arm(CURATE_ARMS[arm], dev, bench, out,
+                                                  json.loads(args.op_params))
                     if arm == "both":
                         for op in CURATE_ARMS[arm]:
                             one = {**timing, "ops_cpu_s": timing["per_step"][op]["seconds"],
@@ -337,6 +357,8 @@ def main() -> None:
     ap.add_argument("--arms", default=",".join(ALL_ARMS))
     ap.add_argument("--index", default="dev,big")
     ap.add_argument("--decon-python", default="/tmp/decon312/bin/python")
+    ap.add_argument("--op-params", default="{}", help="JSON {op: {param: value}} over the "
+                    "defaults (quick checks only; the figures use the defaults)")
     ap.add_argument("--devset", help="dev set directory (default WORK/devset, built if "
                     "missing)")
     ap.add_argument("--subset-clean", type=int, help="run on every leak and near miss plus "
