@@ -43,6 +43,12 @@ def vectors(x: np.ndarray) -> pa.Array:
 
 
 def build(work: Path, noise: float, seed: int) -> tuple[Path, Path, float]:
+    """The pool with its four vector columns, and the reference head (reused from `work`
+    when an earlier run with the same noise and seed made them)."""
+    folder, head = work / f"in-{noise}-{seed}", work / f"ref-head-{noise}-{seed}.npz"
+    if (folder / "pool.parquet").exists() and head.exists():
+        noisy = pq.read_table(folder / "pool.parquet", columns=["noisy"])["noisy"]
+        return folder, head, float(noisy.to_numpy(zero_copy_only=False).mean())
     table = pq.read_table(SAMPLES)
     prompts, answers = table["prompt"].to_pylist(), table["answer"].to_pylist()
     pool, clean = slice(0, 1000), slice(1000, len(prompts))
@@ -55,7 +61,6 @@ def build(work: Path, noise: float, seed: int) -> tuple[Path, Path, float]:
     pool_answers = [answers[j] for j in repaired]
     cols = {"id": [f"g{i}" for i in range(1000)], "text": prompts[pool],
             "noisy": noisy.tolist()}
-    heads = {}
     for backend in ("static", "torch"):
         enc = load_encoder(None, backend)
         left, right = enc.encode(prompts[pool], 64), enc.encode(pool_answers, 64)
@@ -63,12 +68,10 @@ def build(work: Path, noise: float, seed: int) -> tuple[Path, Path, float]:
         if backend == "torch":
             cl, cr = enc.encode(prompts[clean], 64), enc.encode(answers[clean], 64)
             w_l, w_r, t, b, _ = train_head(cl, cr, epochs=30, batch_size=64, seed=seed)
-            heads["torch"] = save_head(work / "ref-head.npz", w_l, w_r, t, b,
-                                       {"backend": "torch", "trained_on": "gsm8k 1000-1318"})
-    folder = work / "in"
+            save_head(head, w_l, w_r, t, b, {"backend": "torch", "trained_on": "gsm8k 1000-1318"})
     folder.mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.table(cols), folder / "pool.parquet")
-    return folder, heads["torch"], float(noisy.mean())
+    return folder, head, float(noisy.mean())
 
 
 def kept_noisy_share(folder: Path, out: Path, learner: str, reference: str, score: str) -> float:

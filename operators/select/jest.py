@@ -198,7 +198,9 @@ class Jest(GlobalOperator):
             Stage("position", self.position, kind="grouped", key=_BLOCK,
                   columns=(_SORT, _OFFSET)),
             Stage("select", self.select, kind="grouped", key=_BATCH,
-                  columns=(_SLOT, self.ctx.id_column, *texts, *self._vector_columns()),
+                  # Once each: a column may serve twice (both models' vectors, the id).
+                  columns=tuple(dict.fromkeys((_SLOT, self.ctx.id_column, *texts,
+                                               *self._vector_columns()))),
                   actor=self._loads_model(), metrics=self.metrics),
             Stage("decide", self.decide),
         ]

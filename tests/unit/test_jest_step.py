@@ -209,3 +209,13 @@ def test_vector_columns_of_different_sizes_are_an_error(tmp_path):
                    path)
     with pytest.raises(ValueError, match="differ in size"):
         run(str(path))
+
+
+def test_one_vector_pair_for_both_models_with_a_head_on_the_reference(pairs_file, tmp_path):
+    """The same columns may feed both models (a head makes them differ); the id column may
+    be a text column too."""
+    head = save_head(tmp_path / "h.npz", 2 * np.eye(16, dtype=np.float32),
+                     np.eye(16, dtype=np.float32), 20.0, -5.0, {"backend": "torch"})
+    out = run(pairs_file, learner=SourceParams(columns=("r_left", "r_right")),
+              reference=SourceParams(columns=("r_left", "r_right"), head=str(head)))
+    assert np.nansum(signal(out, "chosen")) == 50
