@@ -3,7 +3,7 @@ rates for a grid of (item_halves, margin, half_margin, sibling_floor), every rul
 the same vectors (each span and item text embedded once).
 
     .venv/bin/python benchmarks/decontam_embedding_sweep.py [--work /tmp/curate-contam]
-        [--clean 1000] [--backend openvino]
+        [--clean 1000] [--backend openvino] [--no-half-windows]
 
 Data: the dev set of `contamination_devset.py` (built into WORK/devset when missing): its
 index (GSM8K + stdlib code items), every leak and near-miss document and `--clean` clean
@@ -11,7 +11,7 @@ documents (sampled, seed 0). The operator's own functions cut the spans, build t
 views, calibrate and search (`operators.decontam.embedding_math`), so a row of this table
 is what the operator decides with those params (`curate run` of the same documents agrees,
 docs/contamination.md). The vectors are cached in WORK/sweep-vectors-BACKEND.parquet, keyed
-by an xxh3-128 hash of the text. Results: printed and WORK/sweep-BACKEND.json.
+by an xxh3-128 hash of the text. Results: printed and WORK/sweep-BACKEND[-full-windows].json.
 """
 
 from __future__ import annotations
@@ -112,6 +112,8 @@ def main() -> None:
     ap.add_argument("--work", default="/tmp/curate-contam")
     ap.add_argument("--clean", type=int, default=1000)
     ap.add_argument("--backend", default="openvino")
+    ap.add_argument("--no-half-windows", dest="half_windows", action="store_false",
+                    help="search full windows and paragraphs only (`half_windows: false`)")
     args = ap.parse_args()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -120,7 +122,7 @@ def main() -> None:
     texts = docs["text"].to_pylist()
     item_texts = items["text"].to_pylist()
     window = default_window(np.array([len(t.split()) for t in item_texts]))
-    spans = document_spans(texts, window, 64, 16)
+    spans = document_spans(texts, window, 64, 16, args.half_windows)
     queries = vectors(spans.texts(texts))
     views = {h: item_views(item_texts, h) for h in (False, True)}
     view_vectors = {h: vectors(v[0]) for h, v in views.items()}
@@ -156,9 +158,11 @@ def main() -> None:
     for r in rows:
         print("| " + " | ".join(str(r[k]) for k in keys) + " |")
     out = {"docs": len(texts), "spans": len(spans), "window_words": window,
+           "half_windows": args.half_windows,
            "items": len(item_texts), "embed_cpu_seconds": round(vectors.seconds, 1),
            "rows": rows}
-    (work / f"sweep-{args.backend}.json").write_text(json.dumps(out, indent=1))
+    name = f"sweep-{args.backend}{'' if args.half_windows else '-full-windows'}.json"
+    (work / name).write_text(json.dumps(out, indent=1))
 
 
 if __name__ == "__main__":

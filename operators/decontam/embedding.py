@@ -17,8 +17,8 @@ Stages (the maths is in `embedding_math`):
    folder (`fitted/`).
 2. `match` (map, model-backed: the encoder loads once per actor in `setup()`, the faiss
    index once per actor from the fitted table): each document's spans (word windows about
-   as long as the median item, half-overlapping, plus its paragraphs; at most `max_spans`
-   of each), embedded, searched against the items (exact inner product; IVF above
+   as long as the median item and half as long, half-overlapping, plus its paragraphs; at
+   most `max_spans` of each), embedded, searched against the items (exact inner product; IVF above
    `ivf_above` items), and the best (span, item) pair whose cosine reaches the item's
    threshold.
 3. `tally` (emit) and `summary` (resolve): the step's figures (`ops.metrics`): items,
@@ -112,9 +112,12 @@ class EmbeddingDecontamParams(DecontamParams):
     window_words: int | None = Field(None, ge=4, le=1000, description="words per document "
                                      "window (default: the median item length, within "
                                      "16-160); windows overlap by half")
-    max_spans: int = Field(64, ge=1, le=4096, description="at most this many windows, and "
-                           "this many paragraphs, per document (a longer document's windows "
-                           "are spread evenly over it)")
+    half_windows: bool = Field(True, description="also search windows of half that many "
+                               "words: finds leaks that are not their own paragraph (3x the "
+                               "windows to embed)")
+    max_spans: int = Field(64, ge=1, le=4096, description="at most this many windows of each "
+                           "size, and this many paragraphs, per document (a longer "
+                           "document's windows are spread evenly over it)")
     paragraph_min_words: int = Field(16, ge=1, le=10_000, description="paragraphs (blank-"
                                      "line separated) of at least this many words and at most "
                                      "2 windows are spans of their own")
@@ -244,7 +247,8 @@ class EmbeddingDecontam(GlobalOperator):
         self.setup()
         texts = rows[self.ctx.text_column].to_pylist()
         window = int((index.schema.metadata or {}).get(_META_WINDOW, b"16"))
-        spans = document_spans(texts, window, p.max_spans, p.paragraph_min_words)
+        spans = document_spans(texts, window, p.max_spans, p.paragraph_min_words,
+                               p.half_windows)
         n = rows.num_rows
         thresholds = index["threshold"].to_numpy()
         if len(spans) and len(index):

@@ -3,9 +3,9 @@
 Pure numpy/faiss, no model: the operator (`operators.decontam.embedding`) embeds the texts.
 
 Spans [issue 13: a leaked item is usually a small part of a long document]: a document is
-searched as word windows about as long as a typical benchmark item (half-overlapping, so
-some window holds at least three quarters of any item of that length), plus its paragraphs
-(a leak pasted as its own paragraph is then seen without surrounding text). Each span keeps
+searched as word windows about as long as a typical benchmark item and half as long
+(half-overlapping), plus its paragraphs (a leak pasted as its own paragraph is then seen
+without surrounding text). Each span keeps
 its character offsets into the document, so the best span is the `span_start`/`span_end`
 signal.
 
@@ -90,22 +90,30 @@ def paragraph_spans(text: str, starts: np.ndarray, ends: np.ndarray, min_words: 
 
 
 def document_spans(texts: list[str | None], window: int, max_spans: int,
-                   paragraph_min_words: int) -> Spans:
-    """Spans of every document: windows (at most `max_spans` of them) and paragraphs of
-    `paragraph_min_words` to 2 * `window` words (at most `max_spans` of them, evenly
-    chosen), without repeats. A null or empty text has none."""
+                   paragraph_min_words: int, half_windows: bool = True) -> Spans:
+    """Spans of every document: windows of `window` words and, with `half_windows`, of
+    window // 2 words (at most `max_spans` of each size), then paragraphs of
+    `paragraph_min_words` to 2 * `window` words (at most `max_spans`, evenly chosen),
+    without repeats. A null or empty text has none.
+
+    Half windows find a leak that is not its own paragraph: a question-only or cut leak
+    inside a full window is mostly other text, and a window fully inside a whole leaked
+    item matches it, or its half, better than one straddling its edge.
+    """
+    sizes = [window] + ([window // 2] if half_windows and window // 2 >= 4 else [])
     doc, start, end = [], [], []
     for d, text in enumerate(texts):
         if not text:
             continue
         ws, we = word_offsets(text)
-        spans = window_spans(ws, we, window, max_spans)
+        spans: list[tuple[int, int]] = []
+        for size in sizes:
+            spans += window_spans(ws, we, size, max_spans)
         paragraphs = paragraph_spans(text, ws, we, paragraph_min_words, 2 * window)
         if len(paragraphs) > max_spans:
             keep = np.round(np.linspace(0, len(paragraphs) - 1, max_spans)).astype(np.int64)
             paragraphs = [paragraphs[i] for i in np.unique(keep)]
-        seen = set(spans)
-        spans += [p for p in paragraphs if p not in seen]
+        spans = list(dict.fromkeys(spans + paragraphs))  # first occurrence, in order
         doc += [d] * len(spans)
         start += [s for s, _ in spans]
         end += [e for _, e in spans]
