@@ -182,7 +182,8 @@ class PairEncoder:
         self.src = src
         self.head = load_head(src.head) if src.head else None
         self.encoder = None
-        if src.columns is None and shared is not None and shared.model_key == self.model_key:
+        if src.columns is None and shared is not None and shared.encoder is not None \
+                and shared.model_key == self.model_key:
             self.encoder = shared.encoder
         elif src.columns is None:
             from operators.embed.backends import load_encoder

@@ -219,3 +219,23 @@ def test_one_vector_pair_for_both_models_with_a_head_on_the_reference(pairs_file
     out = run(pairs_file, learner=SourceParams(columns=("r_left", "r_right")),
               reference=SourceParams(columns=("r_left", "r_right"), head=str(head)))
     assert np.nansum(signal(out, "chosen")) == 50
+
+
+def test_a_model_source_never_borrows_from_a_column_source(monkeypatch):
+    """The defaults of a column source (model None, backend torch) equal a torch source's
+    model fields; the model source must still load its own model, and share only a
+    loaded one."""
+    from operators.embed import backends
+    from operators.select.jest_encoders import PairEncoder
+
+    loads = []
+    monkeypatch.setattr(backends, "load_encoder",
+                        lambda *a, **k: loads.append((a, k)) or object())
+    columns = PairEncoder(SourceParams(columns=("a", "b")), threads=1)
+    assert columns.encoder is None and not loads
+    own = PairEncoder(SourceParams(backend="torch"), 1, shared=columns)
+    assert own.encoder is not None and len(loads) == 1
+    borrowed = PairEncoder(SourceParams(backend="torch"), 1, shared=own)
+    assert borrowed.encoder is own.encoder and len(loads) == 1
+    other = PairEncoder(SourceParams(backend="static"), 1, shared=own)
+    assert other.encoder is not own.encoder and len(loads) == 2
