@@ -48,6 +48,8 @@ ARMS = ("random", "independent", "easy_reference", "hard_learner", "learnability
 FULL_GRID = [(a, 0.8) for a in ARMS] + [(a, f) for f in (0.5, 0.9)
                                           for a in ("random", "independent", "learnability")]
 PILOT_GRID = [("random", 0.8), ("learnability", 0.8)]
+# what may differ between the result files `--merge` combines (one process per part)
+SPLIT_ARGS = ("seeds", "out", "arms", "grid", "clean_oracle")
 
 
 @dataclass
@@ -326,8 +328,8 @@ def merge(paths: list[Path], out: Path | None) -> None:
     parts = [json.loads(p.read_text()) for p in paths]
     first = parts[0]
     for p, part in zip(paths, parts, strict=True):
-        same = {k: v for k, v in part["args"].items() if k not in ("seeds", "out")}
-        if same != {k: v for k, v in first["args"].items() if k not in ("seeds", "out")}:
+        same = {k: v for k, v in part["args"].items() if k not in SPLIT_ARGS}
+        if same != {k: v for k, v in first["args"].items() if k not in SPLIT_ARGS}:
             raise ValueError(f"{p} was run with other settings than {paths[0]}")
     runs = [r for part in parts for r in part["runs"]]
     summary = summarise(runs, first["zero_shot"])
