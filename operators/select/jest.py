@@ -221,6 +221,11 @@ class Jest(GlobalOperator):
                  .append_column(_BLOCK, pa.array(block, pa.int64())))
         if not self._loads_model():
             return BatchResult.keep_all(table)
+        for param, col in (("left_column", p.left_column), ("right_column", p.right_column)):
+            if col not in rows.column_names:  # a JSONL input is only known once read
+                have = ", ".join(c for c in rows.column_names if not c.startswith("_"))
+                raise ValueError(f"select.jest: the rows have no column '{col}' ({param}); "
+                                 f"they have: {have}")
         missing = [pc.is_null(rows[c]) for c in (p.left_column, p.right_column)]
         null = pc.or_(*missing)
         none = pa.scalar(None, pa.string())

@@ -239,3 +239,12 @@ def test_a_model_source_never_borrows_from_a_column_source(monkeypatch):
     assert borrowed.encoder is own.encoder and len(loads) == 1
     other = PairEncoder(SourceParams(backend="static"), 1, shared=own)
     assert other.encoder is not own.encoder and len(loads) == 2
+
+
+def test_rows_without_the_second_column_are_a_clear_error():
+    """A JSONL input's columns are only known once read: the message names the param."""
+    op = Jest(JestParams(), Context())
+    rows = pa.table({"id": ["a"], "prompt": ["q"], C.ORDER: pa.array([0], pa.int64())})
+    with pytest.raises(ValueError, match=r"no column 'answer' \(right_column\); they have: "
+                                         r"id, prompt"):
+        op.pairs(rows)
