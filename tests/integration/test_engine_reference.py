@@ -26,6 +26,13 @@ CASES = {
     "dedup.semantic": ({"k": 3, "eps": 0.05}, 60),
     "select.prototypes": ({"k": 3, "keep_fraction": 0.8}, 60),
     "select.balanced": ({"target_fraction": 0.5, "levels": [4, 2]}, 60),
+    "decontam.ngram": ({"benchmarks": [str(SAMPLES / "bench.parquet")],
+                        "id_column": "bench_id"}, 600),
+    # The corpus has no pairs: text against id is a pair all the same. A torch learner cut
+    # to 16 tokens, not the default static one (building it takes minutes on a new clone).
+    "select.jest": ({"left_column": "text", "right_column": "id", "super_batch": 20,
+                     "filter_ratio": 0.5, "chunks": 2,
+                     "learner": {"backend": "torch", "max_tokens": 16}}, 60),
 }
 _EMBED = [{"op": "embed", "params": {"batch_size": 16}}]
 NEEDS = {"dedup.semantic": _EMBED, "select.prototypes": _EMBED,  # earlier steps
