@@ -294,7 +294,9 @@ def run(args: argparse.Namespace) -> dict:
     report: dict = {"devset": args.devset, "rows": n, "pairs": len(dev.pairs),
                     "negatives": int(dev.negatives.sum()), "eps": eps_list,
                     "cpus": len(os.sched_getaffinity(0)), "variants": {}}
-    vectors = {name: embed(dev, name, params, cache) for name, params in variants().items()}
+    chosen = {k: v for k, v in variants().items()
+              if not args.variants or k in args.variants.split(",")}
+    vectors = {name: embed(dev, name, params, cache) for name, params in chosen.items()}
     own, st_model = semhash_own(dev, vectors["torch-head"][0], min(args.own_docs, n), cache)
     report["semhash_own"] = own
     for name, (x, timing) in vectors.items():
@@ -406,6 +408,9 @@ def main() -> None:
     ap.add_argument("--devset", default="/tmp/curate-semantic-devset")
     ap.add_argument("--out", default="/tmp/curate-semantic-twins")
     ap.add_argument("--eps", default=",".join(str(e) for e in EPS))
+    ap.add_argument("--variants", default="", help="embedding variants to run, comma-"
+                    "separated (default: all of torch-head, static, torch-chunks, "
+                    "static-chunks)")
     ap.add_argument("--own-docs", type=int, default=300,
                     help="rows semhash embeds itself for its whole-chain speed")
     args = ap.parse_args()
