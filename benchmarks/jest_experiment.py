@@ -269,8 +269,9 @@ def summarise(runs: list[dict], zero_shot: dict) -> dict:
     for key, rs in table.items():
         r1 = [r["final"]["recall@1"] for r in rs]
         rand = table.get(f"random@{rs[0]['f']}")
-        speed = ([speedup(next(x for x in rand if x["seed"] == r["seed"])["curve"], r["curve"])
-                  for r in rs] if rand and rs[0]["arm"] != "random_clean_oracle" else [])
+        curves = {x["seed"]: x["curve"] for x in rand or [] if x["curve"]}
+        speed = [speedup(curves[r["seed"]], r["curve"]) for r in rs
+                 if r["curve"] and r["seed"] in curves and r["arm"] != "random_clean_oracle"]
         out[key] = {"arm": rs[0]["arm"], "f": rs[0]["f"], "b": rs[0]["b"],
                     "seeds": [r["seed"] for r in rs], "recall@1": r1,
                     "recall@1_mean": float(np.mean(r1)), "recall@1_min": min(r1),
@@ -307,7 +308,7 @@ def markdown(summary: dict, zero_shot: dict, reference: dict) -> str:
              "|---|---|---|---|---|---|---|---|---|---|"]
     for s in sorted(summary["arms"].values(), key=lambda s: (s["f"], ARMS.index(s["arm"])
                                                              if s["arm"] in ARMS else 9)):
-        sp = ", ".join("-" if x is None else f"{x:.2f}" for x in s["speedup_vs_random"])
+        sp = ", ".join("never" if x is None else f"{x:.2f}" for x in s["speedup_vs_random"])
         lines.append(f"| {s['arm']} | {s['f']} | {s['b']} | {s['recall@1_mean']:.4f} | "
                      f"{s['recall@1_min']:.4f}-{s['recall@1_max']:.4f} | "
                      f"{s['ndcg@10_mean']:.4f} | {s['noisy_share_mean']:.3f} | {sp or '-'} | "
@@ -323,20 +324,35 @@ def markdown(summary: dict, zero_shot: dict, reference: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def read_part(path: Path) -> dict:
+    """A result JSON, or the log of a run cut short: its first line (data, zero-shot,
+    reference) and one line per finished arm, which carry no curve."""
+    if path.suffix == ".json":
+        return json.loads(path.read_text())
+    lines = [json.loads(x) for x in path.read_text().splitlines() if x.startswith("{")]
+    head = lines[0]
+    return {"args": None, "data": {k: head[k] for k in ("pairs", "train", "noisy", "ref",
+                                                       "test")},
+            "zero_shot": head["zero_shot"], "reference": head["reference"],
+            "runs": [{**r, "curve": None} for r in lines[1:]], "cpu_s": None, "wall_s": None}
+
+
 def merge(paths: list[Path], out: Path | None) -> None:
-    """One summary over the runs of several result files (e.g. one process per seed)."""
-    parts = [json.loads(p.read_text()) for p in paths]
-    first = parts[0]
+    """One summary over the runs of several result files (e.g. one process per seed and
+    group of arms); logs of runs cut short add their finished arms, without curves."""
+    parts = [read_part(p) for p in paths]
+    first = next((part for part in parts if part["args"]), parts[0])
     for p, part in zip(paths, parts, strict=True):
+        if part["args"] is None:
+            continue
         same = {k: v for k, v in part["args"].items() if k not in SPLIT_ARGS}
         if same != {k: v for k, v in first["args"].items() if k not in SPLIT_ARGS}:
             raise ValueError(f"{p} was run with other settings than {paths[0]}")
     runs = [r for part in parts for r in part["runs"]]
     summary = summarise(runs, first["zero_shot"])
-    result = {**first, "args": {**first["args"], "seeds": [r["seed"] for r in runs]},
-              "summary": summary, "runs": runs, "merged_from": [str(p) for p in paths],
-              "cpu_s": sum(part["cpu_s"] for part in parts),
-              "wall_s": max(part["wall_s"] for part in parts)}
+    result = {**first, "summary": summary, "runs": runs, "merged_from": [str(p) for p in paths],
+              "cpu_s_per_part": [part["cpu_s"] for part in parts],
+              "wall_s_per_part": [part["wall_s"] for part in parts]}
     table = markdown(summary, first["zero_shot"], first["reference"])
     print(table)
     if out:
@@ -367,7 +383,8 @@ def main() -> None:
                     help="torch threads (1 costs a quarter of the CPU time of 2 here)")
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--merge", type=Path, nargs="+",
-                    help="combine result JSONs of one setup run per seed into --out")
+                    help="combine result JSONs (or logs of runs cut short) of one setup, run "
+                         "as several processes, into --out")
     args = ap.parse_args()
     if args.merge:
         merge(args.merge, args.out)
