@@ -26,8 +26,11 @@ CASES = {
     "dedup.semantic": ({"k": 3, "eps": 0.05}, 60),
     "select.prototypes": ({"k": 3, "keep_fraction": 0.8}, 60),
     "select.balanced": ({"target_fraction": 0.5, "levels": [4, 2]}, 60),
-    "decontam.ngram": ({"benchmarks": [str(SAMPLES / "bench.parquet")],
-                        "id_column": "bench_id"}, 600),
+    # The decontam ops get `benchmarks` from the `bench` fixture: 40 GSM8K items.
+    "decontam.ngram": ({"id_column": "bench_id"}, 600),
+    "decontam.embedding": ({"id_column": "bench_id", "backend": "torch", "batch_size": 8,
+                            "item_halves": False, "half_windows": False, "max_spans": 4},
+                           60),
     # The corpus has no pairs: text against id is a pair all the same. A torch learner cut
     # to 16 tokens, not the default static one (building it takes minutes on a new clone).
     "select.jest": ({"left_column": "text", "right_column": "id", "super_batch": 20,
@@ -58,6 +61,15 @@ def inputs(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def bench(tmp_path_factory):
+    """A small benchmark file: the first 40 GSM8K items of the samples (the embedding op
+    embeds every item three times, whole and halves, in each engine)."""
+    path = tmp_path_factory.mktemp("bench") / "gsm8k-40.parquet"
+    pq.write_table(pq.read_table(SAMPLES / "bench.parquet").slice(0, 40), path)
+    return path
+
+
+@pytest.fixture(scope="module")
 def quality_model(tmp_path_factory):
     root = write_quality_split(tmp_path_factory.mktemp("qmodel"))
     train_quality(str(root / "pos.parquet"), str(root / "neg.parquet"), str(root / "m"),
@@ -78,10 +90,13 @@ def _run(name, params, input_glob, out, engine):
 
 
 @pytest.mark.parametrize("name", sorted(registry.catalogue()))
-def test_in_process_run_equals_the_ray_run(ray_session, inputs, quality_model, tmp_path, name):
+def test_in_process_run_equals_the_ray_run(ray_session, inputs, quality_model, bench, tmp_path,
+                                           name):
     params, rows = CASES.get(name, ({}, 600))
     if name == "quality.classifier":
         params = {**params, "model": str(quality_model)}
+    if name.startswith("decontam."):
+        params = {**params, "benchmarks": [str(bench)]}
     glob = str(inputs / str(rows) / "*.parquet")
     on_ray = _run(name, params, glob, tmp_path / "ray", "ray")
     local = _run(name, params, glob, tmp_path / "local", "inprocess")
