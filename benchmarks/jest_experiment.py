@@ -348,7 +348,9 @@ def merge(paths: list[Path], out: Path | None) -> None:
         same = {k: v for k, v in part["args"].items() if k not in SPLIT_ARGS}
         if same != {k: v for k, v in first["args"].items() if k not in SPLIT_ARGS}:
             raise ValueError(f"{p} was run with other settings than {paths[0]}")
-    runs = [r for part in parts for r in part["runs"]]
+    # an arm run twice (the same seed in two overlapping parts: identical draws) counts once
+    runs = list({(r["arm"], r["f"], r["seed"]): r for part in reversed(parts)
+                 for r in part["runs"]}.values())
     summary = summarise(runs, first["zero_shot"])
     result = {**first, "summary": summary, "runs": runs, "merged_from": [str(p) for p in paths],
               "cpu_s_per_part": [part["cpu_s"] for part in parts],
