@@ -2,8 +2,12 @@
 text pairs with a noisy pool (algorithms.md sections 1.7-1.8; write-up: benchmarks/jest.md).
 
     .venv/bin/python benchmarks/jest_experiment_data.py --work /tmp/curate-jest   # once
-    nice -n 10 .venv/bin/python benchmarks/jest_experiment.py --work /tmp/curate-jest \
-        --steps 200 --seeds 0 1 2 --grid full --out benchmarks/jest_results.json
+    nice -n 10 .venv/bin/python benchmarks/jest_experiment.py --steps 50 --lr 3e-3 \
+        --eval-every 10 --ref-steps 300 --seeds 0 1 2 --grid full --clean-oracle \
+        --out /tmp/curate-jest/grid.json
+
+(benchmarks/jest.md ran the same grid split over 12 processes and combined them with
+`--merge`.)
 
 Data: Debian bookworm package descriptions, short -> long (jest_experiment_data.py), embedded
 once with all-MiniLM-L6-v2. Split 80/10/10 into a train pool, a clean reference subset and a
