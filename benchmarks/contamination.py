@@ -120,8 +120,10 @@ def read_flags(path: Path) -> dict:
     return {d: (m, b) for d, m, b in zip(t["id"], t["matched_id"], t["benchmark"], strict=True)}
 
 
-def gpt3_arm(dev: Path, bench: list[str], out: Path) -> tuple[dict, dict]:
-    cmd = [str(PYTHON), str(REPO / "benchmarks" / "contamination_gpt3.py"),
+def script_arm(python: str, script: str, dev: Path, bench: list[str], out: Path
+               ) -> tuple[dict, dict, dict]:
+    """Run a peer's script (flags.parquet and timing.json into `out`), measured."""
+    cmd = [python, str(REPO / "benchmarks" / script),
            "--corpus", str(dev / "corpus" / "*.parquet"), "--out", str(out)]
     for b in bench:
         cmd += ["--bench", b]
@@ -129,9 +131,12 @@ def gpt3_arm(dev: Path, bench: list[str], out: Path) -> tuple[dict, dict]:
     m = run_measured(cmd, log=out / "run.log")
     if m["rc"] != 0:
         raise RuntimeError((out / "run.log").read_text()[-2000:])
-    t = json.loads((out / "timing.json").read_text())
-    return read_flags(out / "flags.parquet"), {**t, "ops_cpu_s": t["index_cpu_s"] + t["scan_cpu_s"],
-                                               **m}
+    return read_flags(out / "flags.parquet"), json.loads((out / "timing.json").read_text()), m
+
+
+def gpt3_arm(dev: Path, bench: list[str], out: Path) -> tuple[dict, dict]:
+    flags, t, m = script_arm(str(PYTHON), "contamination_gpt3.py", dev, bench, out)
+    return flags, {**t, "ops_cpu_s": t["index_cpu_s"] + t["scan_cpu_s"], **m}
 
 
 def decon_python(path: str) -> tuple[str | None, str]:
@@ -154,16 +159,8 @@ def decon_python(path: str) -> tuple[str | None, str]:
 
 
 def decon_arm(python: str, dev: Path, bench: list[str], out: Path) -> tuple[dict, dict]:
-    cmd = [python, str(REPO / "benchmarks" / "contamination_decon.py"),
-           "--corpus", str(dev / "corpus" / "*.parquet"), "--out", str(out)]
-    for b in bench:
-        cmd += ["--bench", b]
-    out.mkdir(parents=True, exist_ok=True)
-    m = run_measured(cmd, log=out / "run.log")
-    if m["rc"] != 0:
-        raise RuntimeError((out / "run.log").read_text()[-2000:])
-    t = json.loads((out / "timing.json").read_text())
-    return read_flags(out / "flags.parquet"), {**t, "ops_cpu_s": t["detect_cpu_s"], **m}
+    flags, t, m = script_arm(python, "contamination_decon.py", dev, bench, out)
+    return flags, {**t, "ops_cpu_s": t["detect_cpu_s"], **m}
 
 
 # ---------------------------------------------------------------- metrics

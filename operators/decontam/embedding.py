@@ -35,7 +35,7 @@ Calibration figures and why these defaults: docs/contamination.md, "decontam.emb
 from __future__ import annotations
 
 import json
-from typing import Annotated, Literal
+from typing import Literal
 
 import numpy as np
 import pyarrow as pa
@@ -48,7 +48,6 @@ from operators.base import (
     Context,
     GlobalOperator,
     Stage,
-    local_path,
 )
 from operators.decontam.benchmark_sets import (
     ITEMS_STAGE,
@@ -68,7 +67,7 @@ from operators.decontam.embedding_math import (
     search,
     sibling_cosines,
 )
-from operators.embed.backends import Backend, backend_help
+from operators.embed.backends import MODEL_HELP, Backend, LocalModel, backend_help
 
 METHOD = "embedding"
 _ITEM, _SCORE, _THRESHOLD = "_dce_item", "_dce_score", "_dce_threshold"
@@ -81,12 +80,7 @@ _META_WINDOW, _META_KEY = b"curate.window_words", b"curate.index_key"
 
 
 class EmbeddingDecontamParams(DecontamParams):
-    model: Annotated[str | None, local_path(
-        "dir", holds=("modules.json", "config.json"), only_if_pathlike=True,
-        hint="give a local sentence-transformers model directory, or leave `model` unset "
-             "for the packaged all-MiniLM-L6-v2")] = Field(
-        None, description="local sentence-transformers model directory (default: the "
-                          "packaged all-MiniLM-L6-v2); never downloaded")
+    model: LocalModel = Field(None, description=MODEL_HELP)
     backend: Backend = Field("openvino", description=backend_help())
     precision: Literal["bf16", "int8", "f32"] = Field(
         "bf16", description="openvino only: bf16 (closest to torch), int8 or f32")

@@ -25,8 +25,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
+from operators.base import local_path
 from operators.embed import backend_onnx, backend_openvino, backend_static
 from operators.embed.backend_onnx import OnnxEncoder
 from operators.embed.backend_openvino import OpenVinoEncoder
@@ -79,6 +80,15 @@ BACKENDS: tuple[str, ...] = tuple(REGISTRY)
 BUILT: tuple[str, ...] = tuple(name for name, spec in REGISTRY.items() if spec.build)
 # The `backend` param's type, built here once from REGISTRY (pydantic reads it at run time).
 Backend = Literal[BACKENDS]  # type: ignore[valid-type]
+
+# A model param: a path-like model must exist at validate (the check `resolve_model` makes
+# in each actor, which would otherwise surface only as "actor died" after Ray's retries).
+LocalModel = Annotated[str | None, local_path(
+    "dir", holds=("modules.json", "config.json"), only_if_pathlike=True,
+    hint="give a local sentence-transformers model directory, or leave `model` unset "
+         "for the packaged all-MiniLM-L6-v2")]
+MODEL_HELP = ("local sentence-transformers model directory (default: the packaged "
+              "all-MiniLM-L6-v2); never downloaded")
 
 
 def backend_help() -> str:

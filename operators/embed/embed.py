@@ -50,7 +50,7 @@ for bit (see `operators.embed.cache`).
 from __future__ import annotations
 
 import os
-from typing import Annotated, Literal
+from typing import Literal
 
 import numpy as np
 import pyarrow as pa
@@ -63,23 +63,15 @@ from operators.base import (
     Context,
     MapOperator,
     Params,
-    local_path,
     vector,
 )
-from operators.embed.backends import Backend, backend_help
+from operators.embed.backends import MODEL_HELP, Backend, LocalModel, backend_help
 
 
 class EmbedParams(Params):
     column: str = Field("embedding", pattern=r"^[A-Za-z][A-Za-z0-9_.-]*$",
                         description="output column for the vectors (fixed_size_list<float32>)")
-    # A path-like model must exist here and now (the check `backends.resolve_model` makes in
-    # each actor, which would otherwise surface only as "actor died" after Ray's retries).
-    model: Annotated[str | None, local_path(
-        "dir", holds=("modules.json", "config.json"), only_if_pathlike=True,
-        hint="give a local sentence-transformers model directory, or leave `model` unset "
-             "for the packaged all-MiniLM-L6-v2")] = Field(
-        None, description="local sentence-transformers model directory (default: the "
-                          "packaged all-MiniLM-L6-v2); never downloaded")
+    model: LocalModel = Field(None, description=MODEL_HELP)
     backend: Backend = Field("torch", description=backend_help())
     batch_size: int = Field(32, ge=1, le=4096, description="texts per forward pass (torch, "
                             "openvino: length-sorted, padded to the batch's longest; onnx "

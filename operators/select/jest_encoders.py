@@ -31,7 +31,7 @@ from pydantic import Field, model_validator
 # wraps; it imports nothing else of curate, so the layers stay acyclic.
 from curate.select.jest import SIGLIP_BIAS, SIGLIP_SCALE
 from operators.base import Params, local_path
-from operators.embed.backends import Backend, backend_help
+from operators.embed.backends import MODEL_HELP, Backend, LocalModel, backend_help
 
 HEAD_FORMAT = 1
 
@@ -40,12 +40,7 @@ class SourceParams(Params):
     """One model's view of the pairs: an embedding model or two vector columns, and an
     optional trained head."""
 
-    model: Annotated[str | None, local_path(
-        "dir", holds=("modules.json", "config.json"), only_if_pathlike=True,
-        hint="give a local sentence-transformers model directory, or leave `model` unset "
-             "for the packaged all-MiniLM-L6-v2")] = Field(
-        None, description="local sentence-transformers model directory (default: the packaged "
-                          "all-MiniLM-L6-v2); never downloaded")
+    model: LocalModel = Field(None, description=MODEL_HELP)
     backend: Backend = Field("torch", description=backend_help())
     columns: tuple[str, str] | None = Field(
         None, description="two vector columns [left, right] holding this model's embeddings "
