@@ -181,31 +181,63 @@ def second_group(x: np.ndarray, group: np.ndarray, groups: np.ndarray) -> np.nda
     twin pairs at K = 20, against 86% sharing the nearest): comparing every row within
     both finds them.
     """
-    out = np.full(len(x), -1, np.int64)
-    real = np.flatnonzero(np.abs(groups).sum(axis=1) > 0)
-    if len(x) == 0 or len(real) < 2:
-        return out
-    for s in range(0, len(x), BLOCK):
-        e = min(s + BLOCK, len(x))
-        sims = x[s:e] @ groups[real].T
-        sims[real[None, :] == group[s:e, None]] = -np.inf  # not the row's own group
-        out[s:e] = np.where(group[s:e] >= 0, real[np.argmax(sims, axis=1)], -1)
-    return out
+    real = np.abs(groups).sum(axis=1) > 0
+    if len(x) == 0 or real.sum() < 2:
+        return np.full(len(x), -1, np.int64)
+    index = np.arange(len(groups))
+
+    def allowed(rows: slice) -> np.ndarray:
+        """Any real group but the row's own; a row without a group has none."""
+        own = group[rows, None]
+        return real[None, :] & (index[None, :] != own) & (own >= 0)
+
+    second, _ = best_by_cosine(x, groups, allowed)
+    return second
 
 
 def nearest_centroid(x: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each row's cluster (argmax inner product = nearest by cosine) and its cosine.
-
-    The cosine is recomputed row by row (einsum, no BLAS), so its bits do not depend on
-    how many rows share the batch: both engines then write the same signals.
-    """
+    """Each row's cluster (argmax inner product = nearest by cosine) and its cosine."""
     if len(x) == 0 or len(centroids) == 0:
         return np.full(len(x), -1, np.int64), np.zeros(len(x), np.float32)
-    cluster = np.empty(len(x), np.int64)
-    for s in range(0, len(x), BLOCK):
-        cluster[s:s + BLOCK] = np.argmax(x[s:s + BLOCK] @ centroids.T, axis=1)
-    cos = np.einsum("ij,ij->i", x, centroids[cluster])
-    return cluster, cos
+    return best_by_cosine(x, centroids)
+
+
+def best_by_cosine(x: np.ndarray, vectors: np.ndarray,
+                   allowed: Callable[[slice], np.ndarray] | None = None
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, the vector of largest inner product (first on a tie) and that inner
+    product; `allowed(rows)` gives the (rows, vectors) mask of candidates for a slice of
+    rows (default: all); rows allowed none get -1.
+
+    BLAS ranks the candidates, but its bits depend on how many rows share the batch, so a
+    near tie could go either way on another engine: the top few are recomputed row by row
+    (einsum, no BLAS), and the choice and the cosine come from those exact values.
+    """
+    n = len(x)
+    out = np.full(n, -1, np.int64)
+    cos = np.zeros(n, np.float32)
+    top = min(3, vectors.shape[0])
+    for s in range(0, n, BLOCK):
+        e = min(s + BLOCK, n)
+        sims = x[s:e] @ vectors.T
+        mask = (np.ones(sims.shape, bool) if allowed is None
+                else allowed(slice(s, e)))
+        sims[~mask] = -np.inf
+        cand = np.argpartition(-sims, top - 1, axis=1)[:, :top] if top < sims.shape[1] \
+            else np.broadcast_to(np.arange(sims.shape[1]), sims.shape)
+        ok = np.take_along_axis(mask, cand, axis=1)
+        exact = np.einsum("ikj,ij->ik", vectors[cand], x[s:e])
+        exact[~ok] = -np.inf
+        # First on a tie: order candidates by index before taking the max.
+        by_index = np.argsort(cand, axis=1, kind="stable")
+        cand = np.take_along_axis(cand, by_index, axis=1)
+        exact = np.take_along_axis(exact, by_index, axis=1)
+        pick = np.argmax(exact, axis=1)
+        rows = np.arange(e - s)
+        has = ok.any(axis=1)
+        out[s:e] = np.where(has, cand[rows, pick], -1)
+        cos[s:e] = np.where(has, exact[rows, pick], 0.0)
+    return out, cos
 
 
 def cluster_duplicates(x: np.ndarray, eps: float, block: int = BLOCK
@@ -219,9 +251,9 @@ def cluster_duplicates(x: np.ndarray, eps: float, block: int = BLOCK
     pass over survivors). Returns (removed, M (NaN for row 0), argmax (-1 for row 0),
     keeper), where keeper[j] is the kept row reached by following argmax from j (j
     itself when kept): it exists because the first row is always kept.
-    Blocks of `block` x `block` similarities bound memory. The decisions do not depend
-    on `block`; M may differ in its last bit (BLAS sums blocks of another shape in
-    another order), so both engines must use the same `block`, as they do.
+    Blocks of `block` x `block` similarities bound memory; M is the exact cosine of the
+    chosen pair, so it does not depend on `block` either (only an exact tie between two
+    earlier rows, within BLAS's rounding, could pick another argmax).
     """
     n = len(x)
     best = np.full(n, -np.inf, np.float32)
@@ -238,6 +270,11 @@ def cluster_duplicates(x: np.ndarray, eps: float, block: int = BLOCK
             better = j_val > best[s:e]  # strict: an earlier column block wins ties
             best[s:e] = np.where(better, j_val, best[s:e])
             arg[s:e] = np.where(better, t + j_best, arg[s:e])
+    # BLAS rounds differently with the block's shape and the process's thread count (a Ray
+    # worker has one, this process two): the chosen pair's cosine is recomputed exactly
+    # (einsum, no BLAS), so values and decisions are the same on every engine.
+    has = arg >= 0
+    best[has] = np.einsum("ij,ij->i", x[has], x[arg[has]])
     removed = best > np.float32(1.0 - eps)
     keeper = np.where(removed, arg, np.arange(n))
     # Pointer jumping: argmax always points earlier, so this ends at a kept row.

@@ -372,3 +372,19 @@ def test_with_two_clusters_both_passes_equal_one_global_comparison(tmp_path):
     assert np.array_equal(dropped[rank], reference(x[rank], 0.1))
     kept = {f"r{i}" for i in np.flatnonzero(~dropped)}
     assert set(out[C.DETAIL].filter(pa.array(dropped)).to_pylist()) <= kept
+
+
+def test_assignments_do_not_depend_on_how_many_rows_share_the_call():
+    # BLAS bits change with the batch's shape; near ties must still go the same way.
+    rng = np.random.default_rng(8)
+    centroids = normalise(rng.standard_normal((40, DIM)).astype(np.float32))
+    mid = normalise(centroids[:20] + centroids[20:])  # rows on the bisectors: near ties
+    x = normalise(np.concatenate([mid, rng.standard_normal((300, DIM)).astype(np.float32)]))
+    whole = nearest_centroid(x, centroids)
+    group = whole[0]
+    second = second_group(x, group, centroids)
+    for lo, hi in ((0, 1), (0, 7), (5, 77), (0, len(x))):
+        part = nearest_centroid(x[lo:hi], centroids)
+        assert np.array_equal(part[0], whole[0][lo:hi])
+        assert part[1].tobytes() == whole[1][lo:hi].tobytes()
+        assert np.array_equal(second_group(x[lo:hi], group[lo:hi], centroids), second[lo:hi])
