@@ -163,11 +163,9 @@ def group_centroids(centroids: np.ndarray, splits: np.ndarray) -> np.ndarray:
     """(K + S, d) centroids indexed by group number (`group_of`'s numbering): cluster c at
     row c, sub-centroid i at row K + i. The row of a split cluster is zeroed, since no row
     is compared within the whole of it: only its parts are groups."""
-    k = len(centroids)
-    groups = np.concatenate([centroids, splits[:, 1:]]) if len(splits) else centroids.copy()
-    if len(splits):
-        groups[np.unique(splits[:, 0].astype(np.int64))] = 0.0
-    return np.ascontiguousarray(groups, np.float32)[: k + len(splits)]
+    groups = np.concatenate([centroids, splits[:, 1:]]).astype(np.float32)
+    groups[np.unique(splits[:, 0].astype(np.int64))] = 0.0
+    return groups
 
 
 def second_group(x: np.ndarray, group: np.ndarray, groups: np.ndarray) -> np.ndarray:
