@@ -103,9 +103,9 @@ class SemanticParams(Params):
                        "similarities inside a cluster (memory: block^2 floats)")
     across_clusters: bool = Field(True, description="also compare each row within its "
                                   "second-nearest cluster, so copies on either side of a "
-                                  "cluster boundary are found (ours; about twice the pairs "
-                                  "and 4x the pairwise work; false: the paper's "
-                                  "within-cluster comparison only)")
+                                  "cluster boundary are found (ours; about 4x the pairs "
+                                  "compared, benchmarks/semantic_scale.md; false: the "
+                                  "paper's within-cluster comparison only)")
 
 
 class SemanticDedup(GlobalOperator):
