@@ -57,31 +57,72 @@ SPLIT_ARGS = ("seeds", "out", "arms", "grid", "clean_oracle")
 
 
 @dataclass
+class Bags:
+    """Ragged word ids (already reduced modulo the hash buckets): text i is
+    ids[offsets[i]:offsets[i + 1]]."""
+    ids: np.ndarray
+    offsets: np.ndarray
+
+    def gather(self, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """EmbeddingBag inputs for texts `rows`: flat ids, bag offsets and per-word
+        weights 1/sqrt(len(bag)) (so a bag's vector keeps about one word's norm)."""
+        rows = np.asarray(rows)
+        start, length = self.offsets[rows], np.diff(self.offsets)[rows]
+        bag_off = np.zeros(len(rows), np.int64)
+        np.cumsum(length[:-1], out=bag_off[1:])
+        flat = np.repeat(start - bag_off, length) + np.arange(int(length.sum()))
+        weights = np.repeat(1 / np.sqrt(np.maximum(length, 1)), length).astype(np.float32)
+        return (torch.from_numpy(self.ids[flat]), torch.from_numpy(bag_off),
+                torch.from_numpy(weights))
+
+
+@dataclass
+class Pairs:
+    """All pairs: frozen MiniLM vectors (rows L2-normalised) and word bags per side."""
+    q: np.ndarray
+    p: np.ndarray
+    q_bags: Bags
+    p_bags: Bags
+
+
+def load_pairs(work: Path, buckets: int) -> Pairs:
+    import jest_experiment_data as data
+
+    tok = np.load(data.build_tokens(work))
+    bags = {side: Bags((tok[f"{side}_ids"] % buckets).astype(np.int64),
+                       tok[f"{side}_offsets"]) for side in ("short", "long")}
+    return Pairs(np.load(work / "short.npy"), np.load(work / "long.npy"), bags["short"],
+                 bags["long"])
+
+
+@dataclass
 class Split:
-    """Frozen MiniLM vectors (rows L2-normalised) of the three parts; `noisy` marks the
-    train pool's re-paired rows."""
+    """Row ids into `Pairs`. Train pool pair j is query train_q[j] with passage
+    train_p[j]; `noisy` marks the re-paired ones (train_p[j] != train_q[j]). ref, val
+    and test are clean pairs (query i with passage i)."""
     train_q: np.ndarray
     train_p: np.ndarray
     noisy: np.ndarray
-    ref_q: np.ndarray
-    ref_p: np.ndarray
-    test_q: np.ndarray
-    test_p: np.ndarray
+    ref: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
 
 
-def make_split(short: np.ndarray, long: np.ndarray, noise: float, seed: int = 0) -> Split:
-    """80/10/10 split by a seeded permutation; `noise` of the train pool re-paired."""
-    n = len(short)
+def make_split(n: int, noise: float, seed: int = 0, ref_frac: float = 0.1,
+               val_frac: float = 0.1, test_frac: float = 0.1) -> Split:
+    """Test / validation / reference / train pool by a seeded permutation of the n pairs;
+    `noise` of the pool re-paired by a derangement (every noisy pair is mispaired)."""
     rng = np.random.default_rng(seed)
     order = rng.permutation(n)
-    n_test = n_ref = n // 10
-    test, ref, train = order[:n_test], order[n_test:n_test + n_ref], order[n_test + n_ref:]
-    train_p = long[train].copy()
+    n_test, n_val, n_ref = (int(n * x) for x in (test_frac, val_frac, ref_frac))
+    test, val = order[:n_test], order[n_test:n_test + n_val]
+    ref, train = order[n_test + n_val:n_test + n_val + n_ref], order[n_test + n_val + n_ref:]
+    train_p = train.copy()
     noisy_rows = rng.choice(len(train), int(round(noise * len(train))), replace=False)
-    train_p[noisy_rows] = long[train][derangement(noisy_rows, rng)]
+    train_p[noisy_rows] = train[derangement(noisy_rows, rng)]
     noisy = np.zeros(len(train), bool)
     noisy[noisy_rows] = True
-    return Split(short[train], train_p, noisy, short[ref], long[ref], short[test], long[test])
+    return Split(train, train_p, noisy, ref, val, test)
 
 
 def derangement(idx: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -96,24 +137,66 @@ def derangement(idx: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 class Head(torch.nn.Module):
-    """Two towers x -> normalise((I + D) x), and SigLIP's log-scale and bias."""
+    """The two towers and SigLIP's log-scale and bias. A tower maps a text to
+    normalise([x + D x ; bow(text)]): x its frozen MiniLM vector, D a 384 x 384 map
+    (only with `linear`, starts at 0) and bow a hashed bag-of-words vector (`bow_dim`
+    dims; 0 = none): sum over the text's distinct words of a trainable per-bucket vector,
+    divided by sqrt(word count). The word table is shared by the two towers (`shared`),
+    so a word on both sides adds its squared norm to the pair's score: a learnt, weighted
+    lexical match. Initialised at `init_std`, so step 0 is the zero-shot encoder to within
+    ~init_std² (exactly it when bow_dim is 0 and D is 0)."""
 
-    def __init__(self, dim: int):
+    def __init__(self, dim: int, bow_dim: int = 0, buckets: int = 1 << 18,
+                 init_std: float = 0.01, linear: bool = False, shared: bool = True,
+                 seed: int = 0):
         super().__init__()
-        self.dq = torch.nn.Parameter(torch.zeros(dim, dim))
-        self.dp = torch.nn.Parameter(torch.zeros(dim, dim))
+        self.linear, self.bow_dim = linear, bow_dim
+        if linear:
+            self.dq = torch.nn.Parameter(torch.zeros(dim, dim))
+            self.dp = torch.nn.Parameter(torch.zeros(dim, dim))
+        if bow_dim:
+            gen = torch.Generator().manual_seed(seed)
+            tables = [torch.nn.EmbeddingBag(buckets, bow_dim, mode="sum", sparse=True)
+                      for _ in range(1 if shared else 2)]
+            for t in tables:
+                with torch.no_grad():
+                    t.weight.copy_(torch.randn(buckets, bow_dim, generator=gen) * init_std)
+            self.bow_q, self.bow_p = tables[0], tables[-1]
         self.log_t = torch.nn.Parameter(torch.tensor(float(np.log(jest.SIGLIP_SCALE))))
         self.bias = torch.nn.Parameter(torch.tensor(jest.SIGLIP_BIAS))
 
-    def forward(self, q: torch.Tensor, p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        fq = torch.nn.functional.normalize(q + q @ self.dq.T, dim=1)
-        fp = torch.nn.functional.normalize(p + p @ self.dp.T, dim=1)
+    def tower(self, x: torch.Tensor, bags: tuple | None, side: str) -> torch.Tensor:
+        if self.linear:
+            x = x + x @ (self.dq if side == "q" else self.dp).T
+        if self.bow_dim:
+            table = self.bow_q if side == "q" else self.bow_p
+            ids, offsets, weights = bags
+            x = torch.cat([x, table(ids, offsets, per_sample_weights=weights)], dim=1)
+        return torch.nn.functional.normalize(x, dim=1)
+
+    def encode(self, pairs: Pairs, q_rows: np.ndarray, p_rows: np.ndarray
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Learner embeddings of queries `q_rows` and passages `p_rows` (with grad)."""
+        bow = self.bow_dim > 0
+        fq = self.tower(torch.from_numpy(pairs.q[q_rows]),
+                        pairs.q_bags.gather(q_rows) if bow else None, "q")
+        fp = self.tower(torch.from_numpy(pairs.p[p_rows]),
+                        pairs.p_bags.gather(p_rows) if bow else None, "p")
         return fq, fp
 
-    def embed(self, q: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def embed(self, pairs: Pairs, q_rows: np.ndarray, p_rows: np.ndarray
+              ) -> tuple[np.ndarray, np.ndarray]:
         with torch.no_grad():
-            fq, fp = self(torch.from_numpy(q), torch.from_numpy(p))
+            fq, fp = self.encode(pairs, q_rows, p_rows)
         return fq.numpy(), fp.numpy()
+
+    def dense_params(self) -> list[torch.nn.Parameter]:
+        return [self.dq, self.dp] if self.linear else []
+
+    def bow_params(self) -> list[torch.nn.Parameter]:
+        if not self.bow_dim:
+            return []
+        return list(dict.fromkeys([self.bow_q.weight, self.bow_p.weight]))
 
     @property
     def scale_bias(self) -> tuple[float, float]:
@@ -127,9 +210,28 @@ def siglip_loss(fq: torch.Tensor, fp: torch.Tensor, head: Head) -> torch.Tensor:
     return torch.nn.functional.softplus(-labels * z).sum() / len(z)
 
 
-def optimiser(head: Head, lr: float, weight_decay: float) -> torch.optim.Optimizer:
-    return torch.optim.AdamW([{"params": [head.dq, head.dp], "weight_decay": weight_decay},
-                              {"params": [head.log_t, head.bias], "weight_decay": 0.0}], lr=lr)
+class Optimiser:
+    """AdamW on D (weight decay pulls it back to the zero-shot map), t and bias;
+    SparseAdam on the word table (only the rows a batch touches move)."""
+
+    def __init__(self, head: Head, lr: float, lr_bow: float, weight_decay: float,
+                 calibrate_only: bool = False):
+        dense = [] if calibrate_only else head.dense_params()
+        groups = [{"params": [head.log_t, head.bias], "weight_decay": 0.0}]
+        if dense:
+            groups.append({"params": dense, "weight_decay": weight_decay})
+        self.opts = [torch.optim.AdamW(groups, lr=lr)]
+        if head.bow_params() and not calibrate_only:
+            self.opts.append(torch.optim.SparseAdam(head.bow_params(), lr=lr_bow))
+        for p in (head.dense_params() + head.bow_params() if calibrate_only else []):
+            p.requires_grad_(False)
+
+    def step(self, loss: torch.Tensor) -> None:
+        for o in self.opts:
+            o.zero_grad()
+        loss.backward()
+        for o in self.opts:
+            o.step()
 
 
 def retrieval(q: np.ndarray, p: np.ndarray) -> dict[str, float]:
@@ -141,41 +243,53 @@ def retrieval(q: np.ndarray, p: np.ndarray) -> dict[str, float]:
     return {"recall@1": float((rank == 1).mean()), "ndcg@10": float(ndcg.mean())}
 
 
-def train_reference(split: Split, steps: int, batch: int, lr: float, weight_decay: float,
+@dataclass
+class Config:
+    """The learner's (or reference's) architecture and optimiser."""
+    bow_dim: int = 64
+    buckets: int = 1 << 18
+    init_std: float = 0.01
+    linear: bool = False
+    lr: float = 3e-3
+    lr_bow: float = 1e-2
+    weight_decay: float = 1e-4
+    shared: bool = True
+
+    def head(self, dim: int, seed: int) -> Head:
+        return Head(dim, self.bow_dim, self.buckets, self.init_std, self.linear, self.shared,
+                    seed=seed)
+
+
+def train_reference(pairs: Pairs, split: Split, cfg: Config, steps: int, batch: int,
                     mode: str = "calibrate", eval_every: int = 50, seed: int = 0
                     ) -> tuple[Head, dict]:
-    """The reference head, trained on the clean reference subset only; the state with the
-    lowest SigLIP loss on a 10% slice of that subset (never the test set) is kept.
+    """The reference, trained on the clean reference subset only; the state with the
+    lowest SigLIP loss on a 10% slice of that subset (never val or test) is kept.
 
-    `mode` "full" trains the whole head; "calibrate" keeps the towers at the zero-shot
-    map and fits only SigLIP's t and bias, so the reference's losses are calibrated to
-    clean pairs (low on true pairs and on in-batch negatives, high on mispaired ones)."""
+    `mode` "calibrate": the zero-shot MiniLM map (no word table, no D), only SigLIP's t
+    and bias fitted, so its losses are calibrated to clean pairs. "learner": the
+    learner's architecture (`cfg`), every parameter trained."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    n = len(split.ref_q)
-    val = rng.permutation(n)
-    val, fit = val[: n // 10], val[n // 10:]
-    head = Head(split.ref_q.shape[1])
+    rows = split.ref[rng.permutation(len(split.ref))]
+    val, fit = rows[: len(rows) // 10], rows[len(rows) // 10:]
     if mode == "calibrate":
-        head.dq.requires_grad_(False)
-        head.dp.requires_grad_(False)
-    opt = optimiser(head, lr, weight_decay)
-    q, p = torch.from_numpy(split.ref_q), torch.from_numpy(split.ref_p)
+        cfg = Config(bow_dim=0, linear=False, lr=cfg.lr, lr_bow=cfg.lr_bow)
+    head = cfg.head(pairs.q.shape[1], seed=10_000 + seed)
+    opt = Optimiser(head, cfg.lr, cfg.lr_bow, cfg.weight_decay)
 
     def validate() -> tuple[float, float]:
         with torch.no_grad():
-            loss = float(siglip_loss(*head(q[val], p[val]), head))
-        return loss, retrieval(*head.embed(split.ref_q[val], split.ref_p[val]))["recall@1"]
+            fq, fp = head.encode(pairs, val, val)
+            loss = float(siglip_loss(fq, fp, head))
+        return loss, retrieval(fq.numpy(), fp.numpy())["recall@1"]
 
     loss0, r0 = validate()
     best = (loss0, 0, {k: v.clone() for k, v in head.state_dict().items()})
     curve = [{"step": 0, "val_loss": loss0, "val_recall@1": r0}]
     for step in range(1, steps + 1):
-        idx = torch.from_numpy(rng.choice(fit, min(batch, len(fit)), replace=False))
-        loss = siglip_loss(*head(q[idx], p[idx]), head)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+        idx = rng.choice(fit, min(batch, len(fit)), replace=False)
+        opt.step(siglip_loss(*head.encode(pairs, idx, idx), head))
         if step % eval_every == 0:
             val_loss, r1 = validate()
             curve.append({"step": step, "val_loss": val_loss, "val_recall@1": r1})
@@ -186,19 +300,26 @@ def train_reference(split: Split, steps: int, batch: int, lr: float, weight_deca
                   "val_curve": curve, "fit_pairs": len(fit), "val_pairs": len(val)}
 
 
-def run_arm(split: Split, ref_emb: tuple[np.ndarray, np.ndarray], ref_sb: tuple[float, float],
-            arm: str, f: float, seed: int, steps: int, superbatch: int, chunks: int,
-            lr: float, weight_decay: float, eval_every: int, clean_only: bool = False) -> dict:
+def evaluate(head: Head, pairs: Pairs, split: Split) -> dict[str, float]:
+    """Test recall@1 / nDCG@10 and validation recall@1 (the slice pilots are read on)."""
+    test = retrieval(*head.embed(pairs, split.test, split.test))
+    return {**test, "val_recall@1": retrieval(*head.embed(pairs, split.val,
+                                                          split.val))["recall@1"]}
+
+
+def run_arm(pairs: Pairs, split: Split, ref_emb: tuple[np.ndarray, np.ndarray],
+            ref_sb: tuple[float, float], arm: str, f: float, seed: int, steps: int,
+            superbatch: int, chunks: int, cfg: Config, eval_every: int,
+            clean_only: bool = False) -> dict:
     """One learner trained for `steps` on batches chosen by `arm`; its curve and costs.
     `clean_only` (arm random) draws super-batches from the clean pool rows only: an
-    oracle that shows what the head can reach without noise."""
+    oracle that shows what the learner can reach without noise."""
     torch.manual_seed(seed)
-    head = Head(split.train_q.shape[1])
-    opt = optimiser(head, lr, weight_decay)
+    head = cfg.head(pairs.q.shape[1], seed=seed)
+    opt = Optimiser(head, cfg.lr, cfg.lr_bow, cfg.weight_decay)
     pool = np.flatnonzero(~split.noisy) if clean_only else np.arange(len(split.train_q))
     b = chunks * jest.chunk_size(superbatch, f, chunks)
-    q_all, p_all = torch.from_numpy(split.train_q), torch.from_numpy(split.train_p)
-    curve = [(0, retrieval(*head.embed(split.test_q, split.test_p)))]
+    curve = [(0, evaluate(head, pairs, split))]
     chosen_noisy = chosen_total = 0
     sel_cpu = train_cpu = 0.0
     for step in range(1, steps + 1):
@@ -208,31 +329,28 @@ def run_arm(split: Split, ref_emb: tuple[np.ndarray, np.ndarray], ref_sb: tuple[
         t0 = time.process_time()
         if arm == "random":
             pick = np.random.default_rng([seed, step, 1]).permutation(superbatch)[:b]
-        elif arm == "independent":
-            lq, lp = head.embed(split.train_q[sb], split.train_p[sb])
-            pick = independent_pick(lq, lp, ref_emb[0][sb], ref_emb[1][sb], head.scale_bias,
-                                    ref_sb, f, chunks, np.random.default_rng([seed, step, 2]))
         else:
             # the learner's current weights score the super-batch (honest online scoring)
-            lq, lp = head.embed(split.train_q[sb], split.train_p[sb])
-            pick = jest.select(learner=(lq, lp), reference=(ref_emb[0][sb], ref_emb[1][sb]),
-                               filter_ratio=f, chunks=chunks, score=arm,
-                               seed=np.random.default_rng([seed, step, 2]),
-                               learner_scale=head.scale_bias[0],
-                               learner_bias=head.scale_bias[1],
-                               reference_scale=ref_sb[0], reference_bias=ref_sb[1])
+            lq, lp = head.embed(pairs, split.train_q[sb], split.train_p[sb])
+            rng = np.random.default_rng([seed, step, 2])
+            if arm == "independent":
+                pick = independent_pick(lq, lp, ref_emb[0][sb], ref_emb[1][sb],
+                                        head.scale_bias, ref_sb, f, chunks, rng)
+            else:
+                pick = jest.select(learner=(lq, lp), reference=(ref_emb[0][sb], ref_emb[1][sb]),
+                                   filter_ratio=f, chunks=chunks, score=arm, seed=rng,
+                                   learner_scale=head.scale_bias[0],
+                                   learner_bias=head.scale_bias[1],
+                                   reference_scale=ref_sb[0], reference_bias=ref_sb[1])
         t1 = time.process_time()
-        idx = torch.from_numpy(sb[pick])
-        loss = siglip_loss(*head(q_all[idx], p_all[idx]), head)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+        idx = sb[pick]
+        opt.step(siglip_loss(*head.encode(pairs, split.train_q[idx], split.train_p[idx]), head))
         train_cpu += time.process_time() - t1
         sel_cpu += t1 - t0
-        chosen_noisy += int(split.noisy[sb[pick]].sum())
+        chosen_noisy += int(split.noisy[idx].sum())
         chosen_total += len(pick)
         if step % eval_every == 0 or step == steps:
-            curve.append((step, retrieval(*head.embed(split.test_q, split.test_p))))
+            curve.append((step, evaluate(head, pairs, split)))
     return {"arm": arm + ("_clean_oracle" if clean_only else ""), "f": f, "seed": seed,
             "b": b, "B": superbatch, "steps": steps, "final": curve[-1][1],
             "curve": [{"step": s, **m} for s, m in curve],
@@ -373,18 +491,27 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--superbatch", type=int, default=4096)
     ap.add_argument("--chunks", type=int, default=16)
-    ap.add_argument("--lr", type=float, default=1e-2)
+    ap.add_argument("--bow-dim", type=int, default=64, help="0: no word table")
+    ap.add_argument("--buckets", type=int, default=1 << 18)
+    ap.add_argument("--init-std", type=float, default=0.01)
+    ap.add_argument("--linear", action="store_true", help="also train the 384x384 maps D")
+    ap.add_argument("--lr", type=float, default=3e-3, help="AdamW: t, bias (and D)")
+    ap.add_argument("--lr-bow", type=float, default=1e-2, help="SparseAdam: word table")
     ap.add_argument("--weight-decay", type=float, default=1e-4)
-    ap.add_argument("--reference", choices=("calibrate", "full"), default="calibrate")
-    ap.add_argument("--ref-steps", type=int, default=500)
+    ap.add_argument("--separate", action="store_true", help="one word table per tower")
+    ap.add_argument("--ref-frac", type=float, default=0.1)
+    ap.add_argument("--reference", choices=("calibrate", "learner"), default="calibrate")
+    ap.add_argument("--ref-steps", type=int, default=300)
     ap.add_argument("--ref-batch", type=int, default=512)
+    ap.add_argument("--ref-lr", type=float, default=0.1)
+    ap.add_argument("--ref-lr-bow", type=float, default=1e-2)
+    ap.add_argument("--ref-eval-every", type=int, default=25)
     ap.add_argument("--eval-every", type=int, default=20)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--grid", choices=("pilot", "full"), default="pilot")
     ap.add_argument("--arms", nargs="*", help="arm@f pairs instead of --grid, e.g. random@0.8")
     ap.add_argument("--clean-oracle", action="store_true",
                     help="also train random batches from the clean pool rows only, per f")
-    ap.add_argument("--ref-lr", type=float, default=0.1)
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads (1 costs a quarter of the CPU time of 2 here)")
     ap.add_argument("--out", type=Path, default=None)
@@ -396,17 +523,24 @@ def main() -> None:
         merge(args.merge, args.out)
         return
     torch.set_num_threads(args.threads)
-    short, long = np.load(args.work / "short.npy"), np.load(args.work / "long.npy")
-    split = make_split(short, long, args.noise)
-    zero_shot = retrieval(split.test_q, split.test_p)
-    ref_head, ref_info = train_reference(split, args.ref_steps, args.ref_batch,
-                                         args.ref_lr, args.weight_decay, args.reference)
-    ref_info["test"] = retrieval(*ref_head.embed(split.test_q, split.test_p))
+    cfg = Config(args.bow_dim, args.buckets, args.init_std, args.linear, args.lr, args.lr_bow,
+                 args.weight_decay, not args.separate)
+    ref_cfg = Config(args.bow_dim, args.buckets, args.init_std, args.linear, args.ref_lr,
+                     args.ref_lr_bow, args.weight_decay, not args.separate)
+    pairs = load_pairs(args.work, args.buckets)
+    split = make_split(len(pairs.q), args.noise, ref_frac=args.ref_frac)
+    zero_shot = retrieval(pairs.q[split.test], pairs.p[split.test])
+    zero_shot["val_recall@1"] = retrieval(pairs.q[split.val], pairs.p[split.val])["recall@1"]
+    cpu_ref = time.process_time()
+    ref_head, ref_info = train_reference(pairs, split, ref_cfg, args.ref_steps, args.ref_batch,
+                                         args.reference, args.ref_eval_every)
+    ref_info["cpu_s"] = time.process_time() - cpu_ref
+    ref_info["test"] = evaluate(ref_head, pairs, split)
     ref_info["scale_bias"] = ref_head.scale_bias
-    ref_emb = ref_head.embed(split.train_q, split.train_p)
-    print(json.dumps({"pairs": len(short), "train": len(split.train_q),
-                      "noisy": int(split.noisy.sum()), "ref": len(split.ref_q),
-                      "test": len(split.test_q), "zero_shot": zero_shot,
+    ref_emb = ref_head.embed(pairs, split.train_q, split.train_p)
+    print(json.dumps({"pairs": len(pairs.q), "train": len(split.train_q),
+                      "noisy": int(split.noisy.sum()), "ref": len(split.ref),
+                      "val": len(split.val), "test": len(split.test), "zero_shot": zero_shot,
                       "reference": {k: v for k, v in ref_info.items() if k != "val_curve"}}),
           flush=True)
     grid = ([(a.split("@")[0], float(a.split("@")[1])) for a in args.arms] if args.arms
@@ -418,18 +552,17 @@ def main() -> None:
         if args.clean_oracle:
             jobs += [("random", f, True) for f in sorted({f for _, f in grid})]
         for arm, f, clean in jobs:
-            r = run_arm(split, ref_emb, ref_head.scale_bias, arm, f, seed, args.steps,
-                        args.superbatch, args.chunks, args.lr, args.weight_decay,
-                        args.eval_every, clean_only=clean)
+            r = run_arm(pairs, split, ref_emb, ref_head.scale_bias, arm, f, seed, args.steps,
+                        args.superbatch, args.chunks, cfg, args.eval_every, clean_only=clean)
             runs.append(r)
             print(json.dumps({k: r[k] for k in ("arm", "f", "seed", "b", "final", "noisy_share",
                                                  "selection_cpu_s_per_step",
                                                  "train_cpu_s_per_step")}), flush=True)
     summary = summarise(runs, zero_shot)
     result = {"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-              "data": {"pairs": len(short), "train": len(split.train_q),
-                       "noisy": int(split.noisy.sum()), "ref": len(split.ref_q),
-                       "test": len(split.test_q)},
+              "data": {"pairs": len(pairs.q), "train": len(split.train_q),
+                       "noisy": int(split.noisy.sum()), "ref": len(split.ref),
+                       "val": len(split.val), "test": len(split.test)},
               "zero_shot": zero_shot, "reference": ref_info, "summary": summary, "runs": runs,
               "cpu_s": time.process_time() - cpu0, "wall_s": time.perf_counter() - wall0,
               "load_avg": os.getloadavg(), "cpus": os.cpu_count()}

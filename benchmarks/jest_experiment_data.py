@@ -18,6 +18,12 @@ Deduplication (`dedupe`), in this order, each counted in pairs.json:
   line; only openings of `MIN_WORDS`+ words count) and per short description with any
   trailing "(...)" removed (case-folded): a held-out test pair must not have a near twin
   among the candidates or in training.
+
+Token ids (`tokens.npz`, for the learner's bag-of-words tower): each text's distinct
+lower-cased alphanumeric words, in first-occurrence order, at most `MAX_WORDS`, each as its
+CRC-32 (stdlib zlib, so the ids are the same in every process and on every machine; the
+experiment takes them modulo its number of hash buckets). Stored ragged: `<side>_ids`
+(uint32) and `<side>_offsets` (int64, len(texts) + 1) for side short and long.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import os
 import re
 import subprocess
 import time
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +45,8 @@ APT_HELPER = "/usr/lib/apt/apt-helper"
 MIN_WORDS = 15
 MAX_TOKENS = 128  # long descriptions are cut to 128 word-pieces to save CPU
 DEFAULT_WORK = Path("/tmp/curate-jest")
+MAX_WORDS = 256  # distinct words kept per text for the bag-of-words tower
+WORD = re.compile(r"[0-9a-z]+")
 
 
 def read_translation(path: Path = TRANSLATION) -> str:
@@ -124,6 +133,38 @@ def dedupe(records: list[tuple[str, str, str]]) -> tuple[list[tuple[str, str, st
     return kept, counts
 
 
+def words(text: str, max_words: int = MAX_WORDS) -> list[str]:
+    """The distinct lower-cased alphanumeric words of `text`, first occurrence first."""
+    return list(dict.fromkeys(WORD.findall(text.casefold())))[:max_words]
+
+
+def word_hash(word: str) -> int:
+    """A word's id: CRC-32 of its UTF-8 bytes (deterministic, unlike Python's hash())."""
+    return zlib.crc32(word.encode("utf-8"))
+
+
+def token_ids(texts: list[str], max_words: int = MAX_WORDS) -> tuple[np.ndarray, np.ndarray]:
+    """Ragged word ids of `texts`: (ids uint32, offsets int64 of len(texts) + 1); text i's
+    ids are ids[offsets[i]:offsets[i + 1]]."""
+    per_text = [[word_hash(w) for w in words(t, max_words)] for t in texts]
+    offsets = np.zeros(len(texts) + 1, np.int64)
+    offsets[1:] = np.cumsum([len(x) for x in per_text])
+    ids = np.fromiter((h for x in per_text for h in x), np.uint32, count=int(offsets[-1]))
+    return ids, offsets
+
+
+def build_tokens(work: Path, meta: dict | None = None) -> Path:
+    """tokens.npz in `work` from pairs.json (cheap: a few CPU seconds)."""
+    out = work / "tokens.npz"
+    if not out.exists():
+        meta = meta or json.loads((work / "pairs.json").read_text())
+        arrays = {}
+        for side in ("short", "long"):
+            arrays[f"{side}_ids"], arrays[f"{side}_offsets"] = token_ids(meta[side])
+        np.savez(out, max_words=MAX_WORDS, **arrays)
+    return out
+
+
 def embed_all(texts: list[str], out: Path, backend: str, max_tokens: int | None,
               threads: int, batch: int = 512) -> dict:
     """Embed `texts` into `out` (.npy, float32, L2-normalised) in resumable parts."""
@@ -156,7 +197,7 @@ def embed_all(texts: list[str], out: Path, backend: str, max_tokens: int | None,
 
 
 def build(work: Path, backend: str, threads: int) -> dict:
-    """pairs.json (texts + dedup counts) and short.npy / long.npy in `work`."""
+    """pairs.json (texts + dedup counts), tokens.npz and short.npy / long.npy in `work`."""
     work.mkdir(parents=True, exist_ok=True)
     pairs_path = work / "pairs.json"
     if pairs_path.exists():
@@ -168,6 +209,7 @@ def build(work: Path, backend: str, threads: int) -> dict:
                 "long": [r[2] for r in kept]}
         pairs_path.write_text(json.dumps(meta))
     print(json.dumps(meta["counts"]), flush=True)
+    build_tokens(work, meta)
     meta["embed_short"] = embed_all(meta["short"], work / "short.npy", backend, None, threads)
     meta["embed_long"] = embed_all(meta["long"], work / "long.npy", backend, MAX_TOKENS, threads)
     (work / "embed.json").write_text(json.dumps({k: meta[k] for k in ("embed_short",
@@ -178,7 +220,7 @@ def build(work: Path, backend: str, threads: int) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--work", type=Path, default=DEFAULT_WORK)
-    ap.add_argument("--backend", default="onnx")
+    ap.add_argument("--backend", default="openvino")  # bf16; jest.md says why
     ap.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
     args = ap.parse_args()
     build(args.work, args.backend, args.threads)

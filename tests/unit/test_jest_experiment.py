@@ -27,16 +27,92 @@ def test_derangement_moves_every_row():
 
 
 def test_split_sizes_and_noise_mask():
-    rng = np.random.default_rng(1)
-    n, d = 1000, 8
-    short = rng.standard_normal((n, d)).astype(np.float32)
-    long = short.copy()  # pair i is (v_i, v_i): a row is clean exactly when q == p
-    s = ex.make_split(short, long, noise=0.3)
-    assert (len(s.train_q), len(s.ref_q), len(s.test_q)) == (800, 100, 100)
-    clean = (s.train_q == s.train_p).all(axis=1)
-    np.testing.assert_array_equal(~clean, s.noisy)
-    assert s.noisy.sum() == 240
-    assert (s.ref_q == s.ref_p).all() and (s.test_q == s.test_p).all()
+    s = ex.make_split(1000, noise=0.3, ref_frac=0.2)
+    assert (len(s.train_q), len(s.ref), len(s.val), len(s.test)) == (600, 200, 100, 100)
+    parts = np.concatenate([s.train_q, s.ref, s.val, s.test])
+    assert sorted(parts) == list(range(1000))  # disjoint and complete
+    np.testing.assert_array_equal(s.train_q != s.train_p, s.noisy)
+    assert s.noisy.sum() == 180
+    # the re-paired passages are the noisy rows' own passages, shuffled among them
+    assert sorted(s.train_p[s.noisy]) == sorted(s.train_q[s.noisy])
+
+
+def _pairs(n: int = 6, d: int = 4, seed: int = 0) -> ex.Pairs:
+    rng = np.random.default_rng(seed)
+    q, p = (x / np.linalg.norm(x, axis=1, keepdims=True)
+            for x in rng.standard_normal((2, n, d)).astype(np.float32))
+    texts_q = [f"tool {i} for w{i}" for i in range(n)]
+    texts_p = [f"the w{i} tool does w{i} things, " + "x " * i for i in range(n)]
+    bags = [ex.Bags(*(lambda t: ((t[0] % 64).astype(np.int64), t[1]))(data.token_ids(t)))
+            for t in (texts_q, texts_p)]
+    return ex.Pairs(q, p, *bags)
+
+
+def test_words_hash_and_token_ids():
+    assert data.words("Foo-bar: foo BAR baz2!") == ["foo", "bar", "baz2"]
+    assert data.words("a b c d", max_words=2) == ["a", "b"]
+    import zlib
+    assert data.word_hash("foo") == zlib.crc32(b"foo") == 2356372769  # fixed, not salted
+    ids, off = data.token_ids(["foo bar foo", "", "bar"])
+    np.testing.assert_array_equal(off, [0, 2, 2, 3])
+    assert ids.dtype == np.uint32
+    assert list(ids) == [data.word_hash("foo"), data.word_hash("bar"), data.word_hash("bar")]
+
+
+def test_bags_gather_matches_python_slices():
+    ids = np.arange(10, dtype=np.int64) * 7
+    offsets = np.array([0, 3, 3, 7, 10])
+    bags = ex.Bags(ids, offsets)
+    rows = np.array([3, 0, 1, 2, 0])
+    flat, bag_off, w = bags.gather(rows)
+    want = [ids[offsets[r]:offsets[r + 1]] for r in rows]
+    np.testing.assert_array_equal(flat.numpy(), np.concatenate(want))
+    np.testing.assert_array_equal(bag_off.numpy(), np.cumsum([0] + [len(x) for x in want[:-1]]))
+    np.testing.assert_allclose(w.numpy(), np.concatenate(
+        [np.full(len(x), 1 / np.sqrt(len(x))) for x in want]), rtol=1e-6)
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_bow_tower_by_hand(shared):
+    pairs = _pairs()
+    head = ex.Head(4, bow_dim=3, buckets=64, init_std=0.5, shared=shared, seed=1)
+    rows = np.array([2, 0, 5])
+    fq, fp = head.embed(pairs, rows, rows)
+    for got, x, bags, table in ((fq, pairs.q, pairs.q_bags, head.bow_q),
+                                (fp, pairs.p, pairs.p_bags, head.bow_p)):
+        for k, r in enumerate(rows):
+            words = bags.ids[bags.offsets[r]:bags.offsets[r + 1]]
+            e = table.weight.detach().numpy()[words].sum(axis=0) / np.sqrt(len(words))
+            v = np.concatenate([x[r], e])
+            np.testing.assert_allclose(got[k], v / np.linalg.norm(v), rtol=1e-5, atol=1e-6)
+    assert (head.bow_q is head.bow_p) == shared
+    assert len(head.bow_params()) == (1 if shared else 2)
+
+
+def test_head_init_is_seeded_and_near_zero_shot():
+    pairs = _pairs()
+    rows = np.arange(6)
+    a = ex.Head(4, bow_dim=8, buckets=64, init_std=0.01, seed=3).embed(pairs, rows, rows)
+    b = ex.Head(4, bow_dim=8, buckets=64, init_std=0.01, seed=3).embed(pairs, rows, rows)
+    np.testing.assert_array_equal(a[0], b[0])
+    # the MiniLM part is the zero-shot vector up to the small word part's share of the norm
+    np.testing.assert_allclose(a[0][:, :4], pairs.q, atol=1e-3)
+    sims = a[0] @ a[1].T
+    np.testing.assert_allclose(sims, pairs.q @ pairs.p.T, atol=3e-3)
+
+
+def test_sparse_step_moves_only_the_batch_words():
+    pairs = _pairs()
+    cfg = ex.Config(bow_dim=4, buckets=64, init_std=0.1, lr_bow=0.05)
+    head = cfg.head(4, seed=0)
+    before = head.bow_q.weight.detach().clone()
+    opt = ex.Optimiser(head, cfg.lr, cfg.lr_bow, cfg.weight_decay)
+    rows = np.array([1, 3])
+    opt.step(ex.siglip_loss(*head.encode(pairs, rows, rows), head))
+    moved = np.flatnonzero((head.bow_q.weight.detach() != before).any(dim=1).numpy())
+    touched = np.unique(np.concatenate([b.ids[b.offsets[r]:b.offsets[r + 1]]
+                                        for b in (pairs.q_bags, pairs.p_bags) for r in rows]))
+    np.testing.assert_array_equal(moved, touched)
 
 
 def test_retrieval_by_hand():
@@ -50,22 +126,22 @@ def test_retrieval_by_hand():
 
 
 def test_siglip_loss_matches_the_selectors_pair_losses():
-    rng = np.random.default_rng(2)
-    q, p = rng.standard_normal((2, 6, 4)).astype(np.float32)
-    head = ex.Head(4)
+    pairs = _pairs()
+    head = ex.Head(4, bow_dim=3, buckets=64, init_std=0.3, linear=True, seed=2)
     with torch.no_grad():
-        head.dq.copy_(torch.from_numpy(rng.standard_normal((4, 4)).astype(np.float32)) * 0.1)
-        fq, fp = head(torch.from_numpy(q), torch.from_numpy(p))
-        got = float(ex.siglip_loss(fq, fp, head))
-    want = jest.pair_losses(*head.embed(q, p), *head.scale_bias).sum() / 6
+        head.dq.copy_(torch.from_numpy(np.random.default_rng(2).standard_normal((4, 4))
+                                       .astype(np.float32)) * 0.1)
+        rows = np.arange(6)
+        got = float(ex.siglip_loss(*head.encode(pairs, rows, rows), head))
+    want = jest.pair_losses(*head.embed(pairs, rows, rows), *head.scale_bias).sum() / 6
     assert got == pytest.approx(want, rel=1e-5)
 
 
-def test_head_starts_at_the_zero_shot_map():
-    rng = np.random.default_rng(3)
-    q = rng.standard_normal((5, 4)).astype(np.float32)
-    fq, _ = ex.Head(4).embed(q, q)
-    np.testing.assert_allclose(fq, q / np.linalg.norm(q, axis=1, keepdims=True), rtol=1e-6)
+def test_head_without_words_is_the_zero_shot_map():
+    pairs = _pairs()
+    fq, fp = ex.Head(4).embed(pairs, np.arange(6), np.arange(6))
+    np.testing.assert_allclose(fq, pairs.q, rtol=1e-6)
+    np.testing.assert_allclose(fp, pairs.p, rtol=1e-6)
 
 
 def test_speedup():
