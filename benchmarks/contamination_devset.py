@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import difflib
 import io
 import json
 import random
@@ -219,6 +220,53 @@ def in_corpus(fn: dict, grams: set[int], n: int = 8) -> bool:
     return any(hash(tuple(t[i:i + n])) in grams for i in range(len(t) - n + 1))
 
 
+def code_lines(text: str) -> set[str]:
+    """A function's non-trivial lines (stripped, 12+ characters): what a copy shares."""
+    return {s for s in (line.strip() for line in text.splitlines()) if len(s) >= 12}
+
+
+class CopyCheck:
+    """Whether a function is a near copy of another stdlib function (any of which may be
+    indexed): difflib ratio >= `ratio`, or half the lines of either found in the other.
+
+    The standard library copies itself (`lzma.write` is `bz2.write` at ratio 0.99,
+    `poplib.close` is `ftplib.close`, `ast._str_literal_helper` nests `escape_char`), and
+    such a copy is the item's text, not a different item of the task, so it cannot be a
+    near miss. The rule is character- and line-based, not the detectors' word n-grams.
+    Compared: functions of the same module and functions sharing a line.
+    """
+
+    def __init__(self, universe: list[dict], ratio: float = 0.6, contain: float = 0.5):
+        self.texts = [f["text"] for f in universe]
+        self.lines = [code_lines(t) for t in self.texts]
+        self.by_line: dict[str, list[int]] = {}
+        self.by_module: dict[str, list[int]] = {}
+        for k, (f, lines) in enumerate(zip(universe, self.lines, strict=True)):
+            self.by_module.setdefault(f["module"], []).append(k)
+            for line in lines:
+                self.by_line.setdefault(line, []).append(k)
+        self.ratio, self.contain = ratio, contain
+
+    def is_copy(self, fn: dict) -> bool:
+        text, lines = fn["text"], code_lines(fn["text"])
+        others = set(self.by_module.get(fn["module"], ()))
+        for line in lines:
+            others.update(self.by_line.get(line, ()))
+        for k in sorted(others):
+            other = self.texts[k]
+            if other == text:
+                continue
+            shared = len(lines & self.lines[k])
+            if lines and self.lines[k] and shared >= self.contain * min(
+                    len(lines), len(self.lines[k])):
+                return True
+            m = difflib.SequenceMatcher(None, text, other, autojunk=False)
+            if m.real_quick_ratio() >= self.ratio and m.quick_ratio() >= self.ratio \
+                    and m.ratio() >= self.ratio:
+                return True
+        return False
+
+
 def code_item(fn: dict, k: int) -> dict:
     return {"bench_id": f"pystdlib:{fn['module']}:{fn['name']}:{k}", "benchmark": "pystdlib",
             "task": fn["module"], "prompt": fn["prompt"], "answer": fn["answer"],
@@ -298,23 +346,36 @@ def build(args: argparse.Namespace) -> dict:
             by_module.setdefault(fn["module"], []).append(fn)
     modules = sorted(m for m, f in by_module.items() if len(f) >= 3)
     rng.shuffle(modules)
+    # Distractors for the >= 10k-item index: shorter and longer functions too (4-100 lines).
+    filler_fns = stdlib_functions(Path(args.stdlib), True, (4, 100))
+    copies = CopyCheck(filler_fns + fns)
     code_index, used = [], set()
-    for k in range(2 * args.code):
+    excluded["near_code_copies"] = 0
+    pairs, k = 0, -1
+    while pairs < 2 * args.code and k < 20 * args.code:
+        k += 1
         m = modules[k % len(modules)]
         cands = [f for f in by_module[m] if f["text"] not in used]
         if len(cands) < 3:
             continue
-        a, b, near = rng.sample(cands, 3)
+        a, b, *rest = rng.sample(cands, len(cands))
+        near = None
+        for f in rest:
+            if not copies.is_copy(f):
+                near = f
+                break
+            excluded["near_code_copies"] += 1
+        if near is None:
+            continue
         used.update(f["text"] for f in (a, b, near))
         ia, ib = code_item(a, len(code_index)), code_item(b, len(code_index) + 1)
         code_index += [ia, ib]
-        kind = "code_verbatim" if k % 2 == 0 else "code_renamed"
+        kind = "code_verbatim" if pairs % 2 == 0 else "code_renamed"
+        pairs += 1
         put(a["text"] if kind == "code_verbatim" else rename(a, rng), "leak", kind,
             ia["bench_id"], "pystdlib", "" if kind == "code_verbatim" else "rename+nodoc")
         put(near["text"], "near_miss", "near_code", code_item(near, -1)["bench_id"],
             "pystdlib", "")
-    # Distractors for the >= 10k-item index: shorter and longer functions too (4-100 lines).
-    filler_fns = stdlib_functions(Path(args.stdlib), True, (4, 100))
     filler = [code_item(f, k) for k, f in enumerate(filler_fns)
               if f["text"] not in used and not in_corpus(f, grams)]
     excluded["filler_functions"] = len(filler_fns) - len(filler)

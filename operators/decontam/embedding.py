@@ -99,6 +99,9 @@ class EmbeddingDecontamParams(DecontamParams):
     min_score: float = Field(0.7, ge=-1.0, le=1.0, description="cosine every match must "
                              "reach, whatever the item's siblings (the whole threshold of an "
                              "item alone in its benchmark)")
+    max_score: float = Field(0.95, ge=-1.0, le=1.0, description="the calibrated threshold "
+                             "is capped here: a span this close to an item is a copy of it "
+                             "(or of a near-identical sibling) however dense its benchmark")
     item_halves: bool = Field(True, description="also index each item's first and second "
                               "half (by words; items of 8 words or more), calibrated against "
                               "the siblings' halves, so partial leaks (only the question, a "
@@ -206,7 +209,8 @@ class EmbeddingDecontam(GlobalOperator):
                            return_inverse=True)[1]
         sibling = sibling_cosines(vectors, groups)
         margin = np.where(np.asarray(view) == "item", p.margin, p.half_margin)
-        threshold = item_thresholds(sibling, groups, p.min_score, margin, p.sibling_floor)
+        threshold = item_thresholds(sibling, groups, p.min_score, margin, p.sibling_floor,
+                                   p.max_score)
         dim = vectors.shape[1]
         table = pa.table({
             "item": pa.array(item, pa.int64()),

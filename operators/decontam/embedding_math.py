@@ -149,7 +149,8 @@ def sibling_cosines(vectors: np.ndarray, groups: np.ndarray, block: int = 4096) 
 
 
 def item_thresholds(sibling: np.ndarray, groups: np.ndarray, min_score: float,
-                    margin: float | np.ndarray, floor_quantile: float) -> np.ndarray:
+                    margin: float | np.ndarray, floor_quantile: float,
+                    max_score: float = np.inf) -> np.ndarray:
     """Per-item cosine a span must reach: max(min_score, max(s_sib, q) + margin), q being the
     `floor_quantile` of the nearest-sibling cosines of the item's group (benchmark).
 
@@ -157,7 +158,10 @@ def item_thresholds(sibling: np.ndarray, groups: np.ndarray, min_score: float,
     of its task) still shares the task's template with any *new* item of the task, which
     lands about as close as a typical nearest sibling does; its own s_sib alone would let
     such a near miss through. An item without siblings (and a group of one) gets min_score.
-    `margin` is one value or one per item.
+    `margin` is one value or one per item. The threshold is at most `max_score`: in a
+    dense benchmark (thousands of near-identical functions) siblings sit at cosine 0.95-1.0,
+    which would put thresholds above 1 and hide even verbatim copies; a span that close to
+    an item is a copy of it (or of its twin) whatever the siblings.
     """
     floor = np.full(len(sibling), -np.inf, np.float64)
     for g in np.unique(groups):
@@ -166,7 +170,7 @@ def item_thresholds(sibling: np.ndarray, groups: np.ndarray, min_score: float,
         if len(known):
             floor[members] = np.quantile(known.astype(np.float64), floor_quantile)
     raised = np.where(np.isnan(sibling), -np.inf, np.maximum(sibling, floor) + margin)
-    return np.maximum(raised, min_score).astype(np.float32)
+    return np.maximum(np.minimum(raised, max_score), min_score).astype(np.float32)
 
 
 # ---- search ----------------------------------------------------------------------------------

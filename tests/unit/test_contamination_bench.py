@@ -97,3 +97,25 @@ def test_score_counts_kinds_attribution_near_misses_and_clean() -> None:
     assert s["attribution"] == (1, 1)
     assert s["near_miss"]["near_verbatim"] == (1, 1) and s["near_miss_all"] == (1, 1)
     assert s["clean_fp"] == (1, 2) and s["clean_fp_ids"] == ["e"]
+
+
+def test_copy_check_finds_near_copies_and_nesting_not_distinct_siblings() -> None:
+    write = ("def write(self, data):\n    self._check_can_write()\n"
+             "    length = self._compressor.compress(data)\n    self._pos += len(data)\n"
+             "    return length\n")
+    twin = write.replace("_compressor", "_lzma_compressor")   # the bz2/lzma pair
+    inner = "def escape(c):\n    if c.isprintable():\n        return c\n    return repr(c)\n"
+    outer = ("def helper(s):\n    " + inner.replace("\n", "\n    ").rstrip()
+             + "\n    return ''.join(escape(c) for c in s)\n")
+    other = ("def close(self):\n    try:\n        sock = self.sock\n    finally:\n"
+             "        sock.shutdown()\n")
+    universe = [{"module": "bz2", "text": write}, {"module": "ast", "text": inner},
+                {"module": "ftplib", "text": other}]
+    check = devset.CopyCheck(universe)
+    assert check.is_copy({"module": "lzma", "text": twin})      # ratio ~0.97
+    assert check.is_copy({"module": "ast", "text": outer})      # holds `inner` whole
+    sibling = ("def read(self, size=-1):\n    self._check_can_read()\n"
+               "    return self._buffer.read(size)\n")
+    assert not check.is_copy({"module": "bz2", "text": sibling})
+    # a function is not a copy of itself (the universe holds every candidate)
+    assert not devset.CopyCheck(universe).is_copy({"module": "ftplib", "text": other})

@@ -134,6 +134,17 @@ def test_thresholds_are_the_sibling_plus_margin_at_least_min_score():
     assert got == pytest.approx([0.7, 0.9, 0.7, 1.05])
 
 
+def test_thresholds_are_capped_at_max_score_but_never_below_min_score():
+    # Dense benchmark: siblings at 0.97-1.0 would need cosines above 1 (no copy matches).
+    sibling = np.array([0.97, 1.0, 0.5, np.nan], np.float32)
+    got = item_thresholds(sibling, np.zeros(4, np.int64), min_score=0.7, margin=0.1,
+                          floor_quantile=0.0, max_score=0.95)
+    assert got == pytest.approx([0.95, 0.95, 0.7, 0.7])
+    low_cap = item_thresholds(sibling, np.zeros(4, np.int64), min_score=0.7, margin=0.1,
+                              floor_quantile=0.0, max_score=0.6)
+    assert low_cap == pytest.approx([0.7] * 4)
+
+
 def test_the_floor_is_a_quantile_of_each_groups_siblings():
     sibling = np.array([0.2, 0.4, 0.6, 0.8, 0.1, 0.3, np.nan], np.float32)
     groups = np.array([0, 0, 0, 0, 1, 1, 2])
