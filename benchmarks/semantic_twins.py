@@ -67,8 +67,12 @@ from pipelines.inprocess import run_operators  # noqa: E402
 from pipelines.reader import read_shard  # noqa: E402
 from pipelines.shards import discover  # noqa: E402
 
-EPS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.08, 0.1, 0.12, 0.15, 0.2, 0.25, 0.3,
-       0.35, 0.4)
+# Fine steps where the compared false-removal levels (0.5-5 %) fall: static vectors reach
+# them between eps 0.01 and 0.03, torch-head ones between 0.1 and 0.25; a coarse grid there
+# makes recall at a level an interpolation across a wide gap.
+EPS = (0.001, 0.002, 0.005, 0.01, 0.012, 0.014, 0.016, 0.018, 0.02, 0.022, 0.025, 0.03,
+       0.05, 0.08, 0.1, 0.11, 0.12, 0.13, 0.14, 0.15, 0.16, 0.17, 0.18, 0.19, 0.2, 0.22,
+       0.25, 0.3, 0.35, 0.4)
 LEVELS = (0.005, 0.01, 0.02, 0.05)  # false-removal shares at which recall is compared
 BATCH_ROWS = 1000
 SEED = 0
