@@ -2,29 +2,31 @@
 text pairs with a noisy pool (algorithms.md sections 1.7-1.8; write-up: benchmarks/jest.md).
 
     .venv/bin/python benchmarks/jest_experiment_data.py --work /tmp/curate-jest   # once
-    nice -n 10 .venv/bin/python benchmarks/jest_experiment.py --steps 50 --lr 3e-3 \
-        --eval-every 10 --ref-steps 300 --seeds 0 1 2 --grid full --clean-oracle \
-        --out /tmp/curate-jest/grid.json
+    nice -n 10 .venv/bin/python benchmarks/jest_experiment.py --out /tmp/curate-jest/grid.json
 
-(benchmarks/jest.md ran the same grid split over 12 processes and combined them with
-`--merge`.)
+(the defaults are the grid of jest.md: every arm at f = 0.8, random / independent /
+learnability at 0.5 and 0.9, a clean-only random oracle per f, seeds 0 1 2, T = 100.)
 
 Data: Debian bookworm package descriptions, short -> long (jest_experiment_data.py), embedded
-once with all-MiniLM-L6-v2. Split 80/10/10 into a train pool, a clean reference subset and a
-clean held-out test set; `--noise` of the pool's pairs get another pool pair's long
-description (a random permutation among them, fixed points re-drawn), recorded in a mask.
+once with all-MiniLM-L6-v2, plus each text's hashed distinct words (tokens.npz). Split
+70/10/10/10 into a train pool, a clean reference subset (`--ref-frac`), a clean validation
+set (pilots and hyper-parameters are read on it) and a clean held-out test set; `--noise`
+of the pool's pairs get another pool pair's long description (a derangement among them),
+recorded in a mask.
 
-Learner: a two-tower head on the frozen embeddings, x -> normalise((I + D) x) per side
-(D starts at zero, so step 0 is the zero-shot encoder up to SigLIP's t and bias), SigLIP
-sigmoid loss with learnable t (init log 10) and bias (init -10), AdamW with weight decay
-on D only (decay pulls towards the zero-shot map). Reference: the same head trained on the
-clean reference subset (steps chosen on a 10% slice of that subset, never on test), frozen:
-by default only its t and bias are fitted (`--reference calibrate`; the whole head trained
-on the 3.6k reference pairs never beat the zero-shot map on that slice, see jest.md).
+Learner (`Head`): per side, normalise([x ; bow(text)]): x the frozen MiniLM vector, bow a
+trainable hashed bag-of-words vector (2^18 buckets x 64 dims, one table per tower, sum of
+the text's distinct words' rows / sqrt(count), initialised at std 0.01 so step 0 is the
+zero-shot encoder to within ~1e-4). SigLIP sigmoid loss with learnable t (init 10) and bias
+(init -10); AdamW (lr 1e-2) on t and bias, SparseAdam (lr 3e-3) on the word tables.
+`--linear` adds the old identity-initialised 384 x 384 maps. Reference: by default the
+zero-shot MiniLM map with only SigLIP's t and bias fitted on the clean reference subset
+(`--reference calibrate`); `--reference learner` trains the learner's architecture there
+(state chosen by the SigLIP loss on a 10% slice of that subset, never val or test).
 
 Each step of an arm draws a super-batch of B pool pairs (the same draws for every arm of a
 seed), scores it with the learner's *current* weights and the cached reference embeddings,
-keeps b = N·floor(B(1-f)/N) pairs and takes one AdamW step on them. Arms: random (uniform b
+keeps b = N·floor(B(1-f)/N) pairs and takes one optimiser step on them. Arms: random (uniform b
 of the super-batch), independent (`score="independent"`: the diagonal of L - R only), and
 JEST's blocked sampler on easy_reference, hard_learner and learnability
 (curate.select.jest.select). Metrics on the whole held-out test set (query = short
@@ -141,10 +143,12 @@ class Head(torch.nn.Module):
     normalise([x + D x ; bow(text)]): x its frozen MiniLM vector, D a 384 x 384 map
     (only with `linear`, starts at 0) and bow a hashed bag-of-words vector (`bow_dim`
     dims; 0 = none): sum over the text's distinct words of a trainable per-bucket vector,
-    divided by sqrt(word count). The word table is shared by the two towers (`shared`),
-    so a word on both sides adds its squared norm to the pair's score: a learnt, weighted
-    lexical match. Initialised at `init_std`, so step 0 is the zero-shot encoder to within
-    ~init_std² (exactly it when bow_dim is 0 and D is 0)."""
+    divided by sqrt(word count). With `shared` the two towers use one word table, so a
+    word on both sides adds its squared norm to the pair's score (a weighted lexical
+    match); the experiment's default (Config.shared False) is one table per tower, which
+    must learn query-word / passage-word associations from the pairs. Initialised at
+    `init_std`, so step 0 is the zero-shot encoder to within ~init_std² (exactly it when
+    bow_dim is 0 and D is 0)."""
 
     def __init__(self, dim: int, bow_dim: int = 0, buckets: int = 1 << 18,
                  init_std: float = 0.01, linear: bool = False, shared: bool = True,
@@ -253,7 +257,7 @@ class Config:
     lr: float = 3e-3
     lr_bow: float = 1e-2
     weight_decay: float = 1e-4
-    shared: bool = True
+    shared: bool = False
 
     def head(self, dim: int, seed: int) -> Head:
         return Head(dim, self.bow_dim, self.buckets, self.init_std, self.linear, self.shared,
@@ -399,6 +403,8 @@ def summarise(runs: list[dict], zero_shot: dict) -> dict:
                     "recall@1_mean": float(np.mean(r1)), "recall@1_min": min(r1),
                     "recall@1_max": max(r1),
                     "ndcg@10_mean": float(np.mean([r["final"]["ndcg@10"] for r in rs])),
+                    "val_recall@1_mean": float(np.mean([r["final"].get("val_recall@1", np.nan)
+                                                        for r in rs])),
                     "noisy_share_mean": float(np.mean([r["noisy_share"] for r in rs])),
                     "selection_cpu_s_per_step": float(np.mean(
                         [r["selection_cpu_s_per_step"] for r in rs])),
@@ -407,7 +413,8 @@ def summarise(runs: list[dict], zero_shot: dict) -> dict:
                     "speedup_vs_random": speed}
     checks = {}
     for f in sorted({r["f"] for r in runs}):
-        j, rnd, ind = (out.get(f"{a}@{f}") for a in ("learnability", "random", "independent"))
+        j, rnd, ind, orc = (out.get(f"{a}@{f}") for a in ("learnability", "random",
+                                                           "independent", "random_clean_oracle"))
         if j and rnd:
             checks[f"f={f}"] = {
                 "jest_minus_random": j["recall@1_mean"] - rnd["recall@1_mean"],
@@ -415,6 +422,9 @@ def summarise(runs: list[dict], zero_shot: dict) -> dict:
                 "seed_ranges_disjoint": j["recall@1_min"] > rnd["recall@1_max"],
                 "jest_noisy_share<=0.15": j["noisy_share_mean"] <= 0.15,
                 "jest_beats_zero_shot": j["recall@1_min"] > zero_shot["recall@1"],
+                "random_beats_zero_shot": rnd["recall@1_min"] > zero_shot["recall@1"],
+                "oracle_minus_random": (orc["recall@1_mean"] - rnd["recall@1_mean"]
+                                        if orc else None),
                 "jest_minus_independent": (j["recall@1_mean"] - ind["recall@1_mean"]
                                            if ind else None)}
     return {"arms": out, "checks": checks}
@@ -425,24 +435,30 @@ def markdown(summary: dict, zero_shot: dict, reference: dict) -> str:
              f"{zero_shot['ndcg@10']:.4f}. Reference head ({reference['mode']}, t "
              f"{reference['scale_bias'][0]:.1f}, bias {reference['scale_bias'][1]:.1f}) on "
              f"test: recall@1 {reference['test']['recall@1']:.4f}.", "",
-             "| arm | f | b | recall@1 mean | min-max over seeds | nDCG@10 | noisy share "
-             "| speed-up vs random | select CPU s/step | train CPU s/step |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| arm | f | b | recall@1 mean | min-max over seeds | nDCG@10 | val recall@1 "
+             "| noisy share | speed-up vs random | select CPU s/step | train CPU s/step |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for s in sorted(summary["arms"].values(), key=lambda s: (s["f"], ARMS.index(s["arm"])
                                                              if s["arm"] in ARMS else 9)):
         sp = ", ".join("never" if x is None else f"{x:.2f}" for x in s["speedup_vs_random"])
         lines.append(f"| {s['arm']} | {s['f']} | {s['b']} | {s['recall@1_mean']:.4f} | "
                      f"{s['recall@1_min']:.4f}-{s['recall@1_max']:.4f} | "
-                     f"{s['ndcg@10_mean']:.4f} | {s['noisy_share_mean']:.3f} | {sp or '-'} | "
+                     f"{s['ndcg@10_mean']:.4f} | {s.get('val_recall@1_mean', float('nan')):.4f} | "
+                     f"{s['noisy_share_mean']:.3f} | {sp or '-'} | "
                      f"{s['selection_cpu_s_per_step']:.3f} | {s['train_cpu_s_per_step']:.3f} |")
     lines += ["", "| f | JEST - random | >= 0.05 | seed ranges disjoint | JEST noisy <= 15% "
-              "| JEST > zero-shot | JEST - independent |", "|---|---|---|---|---|---|---|"]
+              "| JEST > zero-shot (every seed) | random > zero-shot (every seed) "
+              "| JEST - independent | clean oracle - random |",
+              "|---|---|---|---|---|---|---|---|---|"]
+
+    def signed(x: float | None) -> str:
+        return "-" if x is None else f"{x:+.4f}"
     for f, c in summary["checks"].items():
-        ji = c["jest_minus_independent"]
         lines.append(f"| {f} | {c['jest_minus_random']:+.4f} | {c['gap>=0.05']} | "
                      f"{c['seed_ranges_disjoint']} | {c['jest_noisy_share<=0.15']} | "
-                     f"{c['jest_beats_zero_shot']} | "
-                     f"{'-' if ji is None else f'{ji:+.4f}'} |")
+                     f"{c['jest_beats_zero_shot']} | {c.get('random_beats_zero_shot')} | "
+                     f"{signed(c['jest_minus_independent'])} | "
+                     f"{signed(c.get('oracle_minus_random'))} |")
     return "\n".join(lines) + "\n"
 
 
@@ -488,30 +504,31 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--work", type=Path, default=Path("/tmp/curate-jest"))
     ap.add_argument("--noise", type=float, default=0.3)
-    ap.add_argument("--steps", type=int, default=200)
+    ap.add_argument("--steps", type=int, default=100)
     ap.add_argument("--superbatch", type=int, default=4096)
     ap.add_argument("--chunks", type=int, default=16)
     ap.add_argument("--bow-dim", type=int, default=64, help="0: no word table")
     ap.add_argument("--buckets", type=int, default=1 << 18)
     ap.add_argument("--init-std", type=float, default=0.01)
     ap.add_argument("--linear", action="store_true", help="also train the 384x384 maps D")
-    ap.add_argument("--lr", type=float, default=3e-3, help="AdamW: t, bias (and D)")
-    ap.add_argument("--lr-bow", type=float, default=1e-2, help="SparseAdam: word table")
+    ap.add_argument("--lr", type=float, default=1e-2, help="AdamW: t, bias (and D)")
+    ap.add_argument("--lr-bow", type=float, default=3e-3, help="SparseAdam: word table")
     ap.add_argument("--weight-decay", type=float, default=1e-4)
-    ap.add_argument("--separate", action="store_true", help="one word table per tower")
+    ap.add_argument("--shared", action="store_true",
+                    help="one word table for both towers (default: one per tower)")
     ap.add_argument("--ref-frac", type=float, default=0.1)
     ap.add_argument("--reference", choices=("calibrate", "learner"), default="calibrate")
-    ap.add_argument("--ref-steps", type=int, default=300)
+    ap.add_argument("--ref-steps", type=int, default=400)
     ap.add_argument("--ref-batch", type=int, default=512)
-    ap.add_argument("--ref-lr", type=float, default=0.1)
+    ap.add_argument("--ref-lr", type=float, default=1e-2)
     ap.add_argument("--ref-lr-bow", type=float, default=1e-2)
     ap.add_argument("--ref-eval-every", type=int, default=25)
-    ap.add_argument("--eval-every", type=int, default=20)
+    ap.add_argument("--eval-every", type=int, default=25)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--grid", choices=("pilot", "full"), default="pilot")
+    ap.add_argument("--grid", choices=("pilot", "full"), default="full")
     ap.add_argument("--arms", nargs="*", help="arm@f pairs instead of --grid, e.g. random@0.8")
-    ap.add_argument("--clean-oracle", action="store_true",
-                    help="also train random batches from the clean pool rows only, per f")
+    ap.add_argument("--no-clean-oracle", dest="clean_oracle", action="store_false",
+                    help="skip the random batches from the clean pool rows only (per f)")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads (1 costs a quarter of the CPU time of 2 here)")
     ap.add_argument("--out", type=Path, default=None)
@@ -524,9 +541,9 @@ def main() -> None:
         return
     torch.set_num_threads(args.threads)
     cfg = Config(args.bow_dim, args.buckets, args.init_std, args.linear, args.lr, args.lr_bow,
-                 args.weight_decay, not args.separate)
+                 args.weight_decay, args.shared)
     ref_cfg = Config(args.bow_dim, args.buckets, args.init_std, args.linear, args.ref_lr,
-                     args.ref_lr_bow, args.weight_decay, not args.separate)
+                     args.ref_lr_bow, args.weight_decay, args.shared)
     pairs = load_pairs(args.work, args.buckets)
     split = make_split(len(pairs.q), args.noise, ref_frac=args.ref_frac)
     zero_shot = retrieval(pairs.q[split.test], pairs.p[split.test])
