@@ -101,18 +101,22 @@ def test_head_init_is_seeded_and_near_zero_shot():
     np.testing.assert_allclose(sims, pairs.q @ pairs.p.T, atol=3e-3)
 
 
-def test_sparse_step_moves_only_the_batch_words():
+@pytest.mark.parametrize("shared", [True, False])
+def test_sparse_step_moves_only_the_batch_words(shared):
     pairs = _pairs()
-    cfg = ex.Config(bow_dim=4, buckets=64, init_std=0.1, lr_bow=0.05)
+    cfg = ex.Config(bow_dim=4, buckets=64, init_std=0.1, lr_bow=0.05, shared=shared)
     head = cfg.head(4, seed=0)
-    before = head.bow_q.weight.detach().clone()
+    tables = ((head.bow_q, (pairs.q_bags, pairs.p_bags) if shared else (pairs.q_bags,)),
+              (head.bow_p, (pairs.q_bags, pairs.p_bags) if shared else (pairs.p_bags,)))
+    before = [t.weight.detach().clone() for t, _ in tables]
     opt = ex.Optimiser(head, cfg.lr, cfg.lr_bow, cfg.weight_decay)
     rows = np.array([1, 3])
     opt.step(ex.siglip_loss(*head.encode(pairs, rows, rows), head))
-    moved = np.flatnonzero((head.bow_q.weight.detach() != before).any(dim=1).numpy())
-    touched = np.unique(np.concatenate([b.ids[b.offsets[r]:b.offsets[r + 1]]
-                                        for b in (pairs.q_bags, pairs.p_bags) for r in rows]))
-    np.testing.assert_array_equal(moved, touched)
+    for (table, sides), old in zip(tables, before, strict=True):
+        moved = np.flatnonzero((table.weight.detach() != old).any(dim=1).numpy())
+        touched = np.unique(np.concatenate([b.ids[b.offsets[r]:b.offsets[r + 1]]
+                                            for b in sides for r in rows]))
+        np.testing.assert_array_equal(moved, touched)
 
 
 def test_retrieval_by_hand():
