@@ -376,10 +376,13 @@ def independent_pick(lq: np.ndarray, lp: np.ndarray, rq: np.ndarray, rp: np.ndar
     return jest.sample(np.diag(d), f, chunks, rng)
 
 
-def speedup(random_curve: list[dict], other_curve: list[dict]) -> float | None:
+def speedup(random_curve: list[dict], other_curve: list[dict]) -> float | str | None:
     """Steps random needs for its final recall@1 / steps `other` needs for the same value
-    (None when `other` never reaches it within the run)."""
+    (None when `other` never reaches it within the run; "undefined" when random ends at or
+    below its step-0 value, so that any arm "reaches" it at step 0)."""
     target = random_curve[-1]["recall@1"]
+    if target <= random_curve[0]["recall@1"]:
+        return "undefined"
     steps_r = next(c["step"] for c in random_curve if c["recall@1"] >= target)
     steps_o = next((c["step"] for c in other_curve if c["recall@1"] >= target), None)
     return None if not steps_o else steps_r / steps_o
@@ -440,7 +443,8 @@ def markdown(summary: dict, zero_shot: dict, reference: dict) -> str:
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for s in sorted(summary["arms"].values(), key=lambda s: (s["f"], ARMS.index(s["arm"])
                                                              if s["arm"] in ARMS else 9)):
-        sp = ", ".join("never" if x is None else f"{x:.2f}" for x in s["speedup_vs_random"])
+        sp = ", ".join("never" if x is None else x if isinstance(x, str) else f"{x:.2f}"
+                       for x in s["speedup_vs_random"])
         lines.append(f"| {s['arm']} | {s['f']} | {s['b']} | {s['recall@1_mean']:.4f} | "
                      f"{s['recall@1_min']:.4f}-{s['recall@1_max']:.4f} | "
                      f"{s['ndcg@10_mean']:.4f} | {s.get('val_recall@1_mean', float('nan')):.4f} | "

@@ -153,6 +153,8 @@ def test_speedup():
     fast = [{"step": s, "recall@1": r} for s, r in ((0, 0.1), (10, 0.35), (20, 0.4))]
     slow = [{"step": s, "recall@1": r} for s, r in ((0, 0.1), (10, 0.15), (20, 0.2))]
     assert ex.speedup(rand, fast) == 2.0 and ex.speedup(rand, slow) is None
+    falling = [{"step": s, "recall@1": r} for s, r in ((0, 0.3), (10, 0.35), (20, 0.2))]
+    assert ex.speedup(falling, fast) == "undefined"
 
 
 def test_parse_records_and_dedupe():
