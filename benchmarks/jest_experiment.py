@@ -249,13 +249,14 @@ def retrieval(q: np.ndarray, p: np.ndarray) -> dict[str, float]:
 
 @dataclass
 class Config:
-    """The learner's (or reference's) architecture and optimiser."""
+    """The learner's (or reference's) architecture and optimiser; the defaults are the
+    experiment's (the command line's defaults are read from here)."""
     bow_dim: int = 64
     buckets: int = 1 << 18
     init_std: float = 0.01
     linear: bool = False
-    lr: float = 3e-3
-    lr_bow: float = 1e-2
+    lr: float = 1e-2
+    lr_bow: float = 3e-3
     weight_decay: float = 1e-4
     shared: bool = False
 
@@ -511,13 +512,13 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=100)
     ap.add_argument("--superbatch", type=int, default=4096)
     ap.add_argument("--chunks", type=int, default=16)
-    ap.add_argument("--bow-dim", type=int, default=64, help="0: no word table")
-    ap.add_argument("--buckets", type=int, default=1 << 18)
-    ap.add_argument("--init-std", type=float, default=0.01)
+    ap.add_argument("--bow-dim", type=int, default=Config.bow_dim, help="0: no word table")
+    ap.add_argument("--buckets", type=int, default=Config.buckets)
+    ap.add_argument("--init-std", type=float, default=Config.init_std)
     ap.add_argument("--linear", action="store_true", help="also train the 384x384 maps D")
-    ap.add_argument("--lr", type=float, default=1e-2, help="AdamW: t, bias (and D)")
-    ap.add_argument("--lr-bow", type=float, default=3e-3, help="SparseAdam: word table")
-    ap.add_argument("--weight-decay", type=float, default=1e-4)
+    ap.add_argument("--lr", type=float, default=Config.lr, help="AdamW: t, bias (and D)")
+    ap.add_argument("--lr-bow", type=float, default=Config.lr_bow, help="SparseAdam: word table")
+    ap.add_argument("--weight-decay", type=float, default=Config.weight_decay)
     ap.add_argument("--shared", action="store_true",
                     help="one word table for both towers (default: one per tower)")
     ap.add_argument("--ref-frac", type=float, default=0.1)
