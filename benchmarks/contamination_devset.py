@@ -351,9 +351,10 @@ def build(args: argparse.Namespace) -> dict:
     copies = CopyCheck(filler_fns + fns)
     code_index, used = [], set()
     excluded["near_code_copies"] = 0
-    pairs, k = 0, -1
-    while pairs < 2 * args.code and k < 20 * args.code:
-        k += 1
+    pairs = 0
+    for k in range(20 * args.code):  # modules cycle; one without a distinct near miss is skipped
+        if pairs == 2 * args.code:
+            break
         m = modules[k % len(modules)]
         cands = [f for f in by_module[m] if f["text"] not in used]
         if len(cands) < 3:

@@ -44,18 +44,25 @@ def best_scores(out: Path) -> dict[str, float]:
     return dict(zip(sig["id"].to_pylist(), sig["num"].to_pylist(), strict=True))
 
 
-def rates(scores: dict[str, float], truth: list[dict], t: float) -> dict:
+def groups(truth: list[dict]) -> dict[str, list[str]]:
+    """Doc ids per leak and near-miss kind, and of all near misses and all clean docs."""
+    out = {k: [r["id"] for r in truth if r["kind"] == k] for k in (*LEAK_KINDS, *NEAR_KINDS)}
+    for role in ("near_miss", "clean"):
+        out[role] = [r["id"] for r in truth if r["role"] == role]
+    return out
+
+
+def rates(scores: dict[str, float], by: dict[str, list[str]], t: float) -> dict:
     """Recall per leak kind, near-miss and clean flag rates at threshold t."""
     flagged = {d for d, s in scores.items() if s is not None and s >= t - 1e-12}
 
-    def share(rows: list[dict]) -> float:
-        return sum(r["id"] in flagged for r in rows) / max(len(rows), 1)
+    def share(ids: list[str]) -> float:
+        return sum(i in flagged for i in ids) / max(len(ids), 1)
 
-    by = {k: [r for r in truth if r["kind"] == k] for k in (*LEAK_KINDS, *NEAR_KINDS)}
     return {"threshold": t, "recall": {k: share(by[k]) for k in LEAK_KINDS},
-            "near_miss": share([r for r in truth if r["role"] == "near_miss"]),
+            "near_miss": share(by["near_miss"]),
             "near_miss_kind": {k: share(by[k]) for k in NEAR_KINDS},
-            "clean_fp": share([r for r in truth if r["role"] == "clean"])}
+            "clean_fp": share(by["clean"])}
 
 
 def peer_rates(path: Path, index: str) -> dict[str, dict]:
@@ -110,8 +117,8 @@ def main() -> None:
     curate_arm(["decontam.ngram"], dev, index_files(dev, args.index), out,
                {"decontam.ngram": {"threshold": 0.01}})
     scores = best_scores(out)
-    truth = pq.read_table(dev / "truth.parquet").to_pylist()
-    curve = [rates(scores, truth, t) for t in THRESHOLDS]
+    by = groups(pq.read_table(dev / "truth.parquet").to_pylist())
+    curve = [rates(scores, by, t) for t in THRESHOLDS]
     peers = peer_rates(args.peers or args.work / "results.json", args.index)
     matched = {}
     for arm, p in peers.items():
