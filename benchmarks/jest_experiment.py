@@ -8,21 +8,26 @@ text pairs with a noisy pool (algorithms.md sections 1.7-1.8; write-up: benchmar
 learnability at 0.5 and 0.9, a clean-only random oracle per f, seeds 0 1 2, T = 100.)
 
 Data: Debian bookworm package descriptions, short -> long (jest_experiment_data.py), embedded
-once with all-MiniLM-L6-v2, plus each text's hashed distinct words (tokens.npz). Split
+once with all-MiniLM-L6-v2 and once with curate's `static` backend (a model2vec distillation
+of MiniLM, much weaker), plus each text's hashed distinct words (tokens.npz). Split
 70/10/10/10 into a train pool, a clean reference subset (`--ref-frac`), a clean validation
 set (pilots and hyper-parameters are read on it) and a clean held-out test set; `--noise`
 of the pool's pairs get another pool pair's long description (a derangement among them),
 recorded in a mask.
 
-Learner (`Head`): per side, normalise([x ; bow(text)]): x the frozen MiniLM vector, bow a
-trainable hashed bag-of-words vector (2^18 buckets x 64 dims, one table per tower, sum of
-the text's distinct words' rows / sqrt(count), initialised at std 0.01 so step 0 is the
-zero-shot encoder to within ~1e-4). SigLIP sigmoid loss with learnable t (init 10) and bias
-(init -10); AdamW (lr 1e-2) on t and bias, SparseAdam (lr 3e-3) on the word tables.
-`--linear` adds the old identity-initialised 384 x 384 maps. Reference: by default the
-zero-shot MiniLM map with only SigLIP's t and bias fitted on the clean reference subset
-(`--reference calibrate`); `--reference learner` trains the learner's architecture there
-(state chosen by the SigLIP loss on a 10% slice of that subset, never val or test).
+Learner (`Head`, the defaults since the third grid of jest.md): per side,
+normalise([x + D x ; bow(text)]): x the frozen *static* vector, centred on the train pool
+(`--centre`; the static model is anisotropic), D a trainable 384 x 384 map (starts at 0,
+`--linear`), bow a trainable hashed bag-of-words vector (2^18 buckets x 64 dims, one table
+per tower, sum of the text's distinct words' rows / sqrt(count), initialised at std 0.01),
+so step 0 is the frozen encoder's zero-shot to within ~1e-4. SigLIP sigmoid loss with
+learnable t (init 10) and bias (init -10); AdamW (lr 1e-2) on D, t and bias, SparseAdam
+(lr 3e-3) on the word tables. The earlier grids' learner (frozen MiniLM, words only) is
+`--frozen minilm --no-linear`; `--frozen none` is the word tables alone. Reference: by
+default the zero-shot *MiniLM* map with only SigLIP's t and bias fitted on the clean
+reference subset (`--reference calibrate`), whatever the learner's frozen part;
+`--reference learner` trains the learner's architecture there (state chosen by the SigLIP
+loss on a 10% slice of that subset, never val or test).
 
 Each step of an arm draws a super-batch of B pool pairs (the same draws for every arm of a
 seed), scores it with the learner's *current* weights and the cached reference embeddings,
@@ -54,6 +59,7 @@ ARMS = ("random", "independent", "easy_reference", "hard_learner", "learnability
 FULL_GRID = [(a, 0.8) for a in ARMS] + [(a, f) for f in (0.5, 0.9)
                                           for a in ("random", "independent", "learnability")]
 PILOT_GRID = [("random", 0.8), ("learnability", 0.8)]
+DEFAULT_FROZEN = "static"
 # what may differ between the result files `--merge` combines (one process per part)
 SPLIT_ARGS = ("seeds", "out", "arms", "grid", "clean_oracle")
 
@@ -87,14 +93,46 @@ class Pairs:
     p_bags: Bags
 
 
-def load_pairs(work: Path, buckets: int) -> Pairs:
+# the learner's frozen part (`--frozen`): the files of jest_experiment_data.py, or None
+FROZEN = {"minilm": ("short.npy", "long.npy"), "static": ("short_static.npy", "long_static.npy"),
+          "none": None}
+
+
+def load_pairs(work: Path, buckets: int, frozen: str = "minilm") -> Pairs:
+    """The pairs with `frozen`'s vectors (FROZEN; "none": 0-dim vectors, so a tower is its
+    word table alone) and the word bags."""
     import jest_experiment_data as data
 
     tok = np.load(data.build_tokens(work))
     bags = {side: Bags((tok[f"{side}_ids"] % buckets).astype(np.int64),
                        tok[f"{side}_offsets"]) for side in ("short", "long")}
-    return Pairs(np.load(work / "short.npy"), np.load(work / "long.npy"), bags["short"],
-                 bags["long"])
+    n = len(tok["short_offsets"]) - 1
+    files = FROZEN[frozen]
+    q, p = ((np.zeros((n, 0), np.float32),) * 2 if files is None
+            else (np.load(work / files[0]), np.load(work / files[1])))
+    return Pairs(q, p, bags["short"], bags["long"])
+
+
+def centred(pairs: Pairs, q_rows: np.ndarray, p_rows: np.ndarray) -> Pairs:
+    """`pairs` with each side's frozen vectors minus its mean over `q_rows` / `p_rows` (the
+    train pool, never val or test), re-normalised. The static model is anisotropic (the
+    mean cosine of two unrelated texts is 0.79 here), so uncentred its SigLIP logits start
+    far too high and the word tables' first steps wreck it; centring removes that offset."""
+    def one(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        c = x - x[rows].mean(axis=0)
+        return (c / np.maximum(np.linalg.norm(c, axis=1, keepdims=True), 1e-12)
+                ).astype(np.float32)
+    return Pairs(one(pairs.q, q_rows), one(pairs.p, p_rows), pairs.q_bags, pairs.p_bags)
+
+
+def frozen_zero_shot(pairs: Pairs, rows: np.ndarray) -> dict[str, float]:
+    """Retrieval of the frozen vectors alone on `rows`; with no frozen part (0 dims) every
+    score ties, so it is chance: recall@1 = 1/n and nDCG@10 that of a uniform rank."""
+    if pairs.q.shape[1]:
+        return retrieval(pairs.q[rows], pairs.p[rows])
+    n = len(rows)
+    top = np.arange(1, min(n, 10) + 1)
+    return {"recall@1": 1 / n, "ndcg@10": float((1 / np.log2(1 + top)).sum() / n)}
 
 
 @dataclass
@@ -140,7 +178,7 @@ def derangement(idx: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 class Head(torch.nn.Module):
     """The two towers and SigLIP's log-scale and bias. A tower maps a text to
-    normalise([x + D x ; bow(text)]): x its frozen MiniLM vector, D a 384 x 384 map
+    normalise([x + D x ; bow(text)]): x its frozen vector (`--frozen`), D a 384 x 384 map
     (only with `linear`, starts at 0) and bow a hashed bag-of-words vector (`bow_dim`
     dims; 0 = none): sum over the text's distinct words of a trainable per-bucket vector,
     divided by sqrt(word count). With `shared` the two towers use one word table, so a
@@ -254,7 +292,7 @@ class Config:
     bow_dim: int = 64
     buckets: int = 1 << 18
     init_std: float = 0.01
-    linear: bool = False
+    linear: bool = True
     lr: float = 1e-2
     lr_bow: float = 3e-3
     weight_decay: float = 1e-4
@@ -389,9 +427,10 @@ def speedup(random_curve: list[dict], other_curve: list[dict]) -> float | str | 
     return None if not steps_o else steps_r / steps_o
 
 
-def summarise(runs: list[dict], zero_shot: dict) -> dict:
+def summarise(runs: list[dict], zero_shot: dict, minilm_zero_shot: dict | None = None) -> dict:
     """Per (arm, f): mean/min/max final recall@1 and nDCG@10, noisy share, CPU costs, and
-    the requirement checks of the brief."""
+    the requirement checks of the brief (`zero_shot`: the learner's frozen encoder's;
+    `minilm_zero_shot`, when given: MiniLM's, checked for context only)."""
     table: dict[str, dict] = {}
     for r in runs:
         table.setdefault(f"{r['arm']}@{r['f']}", []).append(r)
@@ -427,6 +466,8 @@ def summarise(runs: list[dict], zero_shot: dict) -> dict:
                 "jest_noisy_share<=0.15": j["noisy_share_mean"] <= 0.15,
                 "jest_beats_zero_shot": j["recall@1_min"] > zero_shot["recall@1"],
                 "random_beats_zero_shot": rnd["recall@1_min"] > zero_shot["recall@1"],
+                "jest_beats_minilm_zero_shot": (j["recall@1_min"] > minilm_zero_shot["recall@1"]
+                                                if minilm_zero_shot else None),
                 "oracle_minus_random": (orc["recall@1_mean"] - rnd["recall@1_mean"]
                                         if orc else None),
                 "jest_minus_independent": (j["recall@1_mean"] - ind["recall@1_mean"]
@@ -434,9 +475,16 @@ def summarise(runs: list[dict], zero_shot: dict) -> dict:
     return {"arms": out, "checks": checks}
 
 
-def markdown(summary: dict, zero_shot: dict, reference: dict) -> str:
-    lines = [f"Zero-shot MiniLM: recall@1 {zero_shot['recall@1']:.4f}, nDCG@10 "
-             f"{zero_shot['ndcg@10']:.4f}. Reference head ({reference['mode']}, t "
+def markdown(summary: dict, zero_shot: dict, reference: dict,
+             minilm_zero_shot: dict | None = None) -> str:
+    """The arms table and the requirement checks, as markdown."""
+    encoder = zero_shot.get("encoder", "minilm")
+    head = (f"Zero-shot of the learner's frozen encoder ({encoder}): recall@1 "
+            f"{zero_shot['recall@1']:.4f}, nDCG@10 {zero_shot['ndcg@10']:.4f}.")
+    if minilm_zero_shot and encoder != "minilm":
+        head += (f" Zero-shot MiniLM (context): recall@1 {minilm_zero_shot['recall@1']:.4f}, "
+                 f"nDCG@10 {minilm_zero_shot['ndcg@10']:.4f}.")
+    lines = [head + f" Reference head ({reference['mode']}, t "
              f"{reference['scale_bias'][0]:.1f}, bias {reference['scale_bias'][1]:.1f}) on "
              f"test: recall@1 {reference['test']['recall@1']:.4f}.", "",
              "| arm | f | b | recall@1 mean | min-max over seeds | nDCG@10 | val recall@1 "
@@ -452,9 +500,10 @@ def markdown(summary: dict, zero_shot: dict, reference: dict) -> str:
                      f"{s['noisy_share_mean']:.3f} | {sp or '-'} | "
                      f"{s['selection_cpu_s_per_step']:.3f} | {s['train_cpu_s_per_step']:.3f} |")
     lines += ["", "| f | JEST - random | >= 0.05 | seed ranges disjoint | JEST noisy <= 15% "
-              "| JEST > zero-shot (every seed) | random > zero-shot (every seed) "
-              "| JEST - independent | clean oracle - random |",
-              "|---|---|---|---|---|---|---|---|---|"]
+              f"| JEST > {encoder} zero-shot (every seed) | random > {encoder} zero-shot "
+              "(every seed) | JEST > MiniLM zero-shot (every seed) | JEST - independent "
+              "| clean oracle - random |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
 
     def signed(x: float | None) -> str:
         return "-" if x is None else f"{x:+.4f}"
@@ -462,6 +511,7 @@ def markdown(summary: dict, zero_shot: dict, reference: dict) -> str:
         lines.append(f"| {f} | {c['jest_minus_random']:+.4f} | {c['gap>=0.05']} | "
                      f"{c['seed_ranges_disjoint']} | {c['jest_noisy_share<=0.15']} | "
                      f"{c['jest_beats_zero_shot']} | {c.get('random_beats_zero_shot')} | "
+                     f"{c.get('jest_beats_minilm_zero_shot', '-')} | "
                      f"{signed(c['jest_minus_independent'])} | "
                      f"{signed(c.get('oracle_minus_random'))} |")
     return "\n".join(lines) + "\n"
@@ -476,7 +526,8 @@ def read_part(path: Path) -> dict:
     head = lines[0]
     return {"args": None, "data": {k: head[k] for k in ("pairs", "train", "noisy", "ref",
                                                        "test")},
-            "zero_shot": head["zero_shot"], "reference": head["reference"],
+            "zero_shot": head["zero_shot"], "minilm_zero_shot": head.get("minilm_zero_shot"),
+            "reference": head["reference"],
             "runs": [{**r, "curve": None} for r in lines[1:]], "cpu_s": None, "wall_s": None}
 
 
@@ -494,11 +545,12 @@ def merge(paths: list[Path], out: Path | None) -> None:
     # an arm run twice (the same seed in two overlapping parts: identical draws) counts once
     runs = list({(r["arm"], r["f"], r["seed"]): r for part in reversed(parts)
                  for r in part["runs"]}.values())
-    summary = summarise(runs, first["zero_shot"])
+    summary = summarise(runs, first["zero_shot"], first.get("minilm_zero_shot"))
     result = {**first, "summary": summary, "runs": runs, "merged_from": [str(p) for p in paths],
               "cpu_s_per_part": [part["cpu_s"] for part in parts],
               "wall_s_per_part": [part["wall_s"] for part in parts]}
-    table = markdown(summary, first["zero_shot"], first["reference"])
+    table = markdown(summary, first["zero_shot"], first["reference"],
+                     first.get("minilm_zero_shot"))
     print(table)
     if out:
         out.write_text(json.dumps(result, indent=1))
@@ -512,10 +564,19 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=100)
     ap.add_argument("--superbatch", type=int, default=4096)
     ap.add_argument("--chunks", type=int, default=16)
+    ap.add_argument("--frozen", choices=tuple(FROZEN), default=DEFAULT_FROZEN,
+                    help="the learner's frozen part: static (curate's distilled static "
+                         "MiniLM), minilm (the earlier grids' learner) or none (words only); "
+                         "the calibrate reference is MiniLM in every case")
+    ap.add_argument("--centre", action=argparse.BooleanOptionalAction, default=None,
+                    help="centre the learner's frozen vectors on the train pool (default: "
+                         "only for static)")
     ap.add_argument("--bow-dim", type=int, default=Config.bow_dim, help="0: no word table")
     ap.add_argument("--buckets", type=int, default=Config.buckets)
     ap.add_argument("--init-std", type=float, default=Config.init_std)
-    ap.add_argument("--linear", action="store_true", help="also train the 384x384 maps D")
+    ap.add_argument("--linear", action=argparse.BooleanOptionalAction, default=Config.linear,
+                    help="train the 384x384 maps D on the frozen vectors (--no-linear: "
+                         "the word tables only, as the earlier grids)")
     ap.add_argument("--lr", type=float, default=Config.lr, help="AdamW: t, bias (and D)")
     ap.add_argument("--lr-bow", type=float, default=Config.lr_bow, help="SparseAdam: word table")
     ap.add_argument("--weight-decay", type=float, default=Config.weight_decay)
@@ -545,24 +606,40 @@ def main() -> None:
         merge(args.merge, args.out)
         return
     torch.set_num_threads(args.threads)
+    if args.centre is None:
+        args.centre = args.frozen == "static"
     cfg = Config(args.bow_dim, args.buckets, args.init_std, args.linear, args.lr, args.lr_bow,
                  args.weight_decay, args.shared)
     ref_cfg = Config(args.bow_dim, args.buckets, args.init_std, args.linear, args.ref_lr,
                      args.ref_lr_bow, args.weight_decay, args.shared)
-    pairs = load_pairs(args.work, args.buckets)
+    pairs = load_pairs(args.work, args.buckets, args.frozen)
+    # the calibrated reference is always zero-shot MiniLM (the strong model); the learner's
+    # frozen part may be weaker (--frozen)
+    minilm_pairs = pairs if args.frozen == "minilm" else load_pairs(args.work, args.buckets)
     split = make_split(len(pairs.q), args.noise, ref_frac=args.ref_frac)
-    zero_shot = retrieval(pairs.q[split.test], pairs.p[split.test])
-    zero_shot["val_recall@1"] = retrieval(pairs.q[split.val], pairs.p[split.val])["recall@1"]
+    raw_zero_shot = frozen_zero_shot(pairs, split.test)
+    if args.centre:
+        pairs = centred(pairs, split.train_q, split.train_p)
+    # the bar "the learner ends above zero-shot" is the learner's own frozen encoder's
+    zero_shot = frozen_zero_shot(pairs, split.test)
+    zero_shot["val_recall@1"] = frozen_zero_shot(pairs, split.val)["recall@1"]
+    zero_shot["encoder"] = args.frozen + (" centred" if args.centre else "")
+    zero_shot["uncentred_recall@1"] = raw_zero_shot["recall@1"]
+    minilm_zero_shot = retrieval(minilm_pairs.q[split.test], minilm_pairs.p[split.test])
+    minilm_zero_shot["val_recall@1"] = retrieval(minilm_pairs.q[split.val],
+                                                 minilm_pairs.p[split.val])["recall@1"]
+    ref_pairs = minilm_pairs if args.reference == "calibrate" else pairs
     cpu_ref = time.process_time()
-    ref_head, ref_info = train_reference(pairs, split, ref_cfg, args.ref_steps, args.ref_batch,
-                                         args.reference, args.ref_eval_every)
+    ref_head, ref_info = train_reference(ref_pairs, split, ref_cfg, args.ref_steps,
+                                         args.ref_batch, args.reference, args.ref_eval_every)
     ref_info["cpu_s"] = time.process_time() - cpu_ref
-    ref_info["test"] = evaluate(ref_head, pairs, split)
+    ref_info["test"] = evaluate(ref_head, ref_pairs, split)
     ref_info["scale_bias"] = ref_head.scale_bias
-    ref_emb = ref_head.embed(pairs, split.train_q, split.train_p)
+    ref_emb = ref_head.embed(ref_pairs, split.train_q, split.train_p)
     print(json.dumps({"pairs": len(pairs.q), "train": len(split.train_q),
                       "noisy": int(split.noisy.sum()), "ref": len(split.ref),
                       "val": len(split.val), "test": len(split.test), "zero_shot": zero_shot,
+                      "minilm_zero_shot": minilm_zero_shot,
                       "reference": {k: v for k, v in ref_info.items() if k != "val_curve"}}),
           flush=True)
     grid = ([(a.split("@")[0], float(a.split("@")[1])) for a in args.arms] if args.arms
@@ -580,15 +657,16 @@ def main() -> None:
             print(json.dumps({k: r[k] for k in ("arm", "f", "seed", "b", "final", "noisy_share",
                                                  "selection_cpu_s_per_step",
                                                  "train_cpu_s_per_step")}), flush=True)
-    summary = summarise(runs, zero_shot)
+    summary = summarise(runs, zero_shot, minilm_zero_shot)
     result = {"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
               "data": {"pairs": len(pairs.q), "train": len(split.train_q),
                        "noisy": int(split.noisy.sum()), "ref": len(split.ref),
                        "val": len(split.val), "test": len(split.test)},
-              "zero_shot": zero_shot, "reference": ref_info, "summary": summary, "runs": runs,
+              "zero_shot": zero_shot, "minilm_zero_shot": minilm_zero_shot,
+              "reference": ref_info, "summary": summary, "runs": runs,
               "cpu_s": time.process_time() - cpu0, "wall_s": time.perf_counter() - wall0,
               "load_avg": os.getloadavg(), "cpus": os.cpu_count()}
-    table = markdown(summary, zero_shot, ref_info)
+    table = markdown(summary, zero_shot, ref_info, minilm_zero_shot)
     print(table)
     if args.out:
         args.out.write_text(json.dumps(result, indent=1))

@@ -1,6 +1,8 @@
 """Real text pairs for the JEST experiment (benchmarks/jest_experiment.py): Debian bookworm
 package descriptions, short description -> long description, embedded once with the
-packaged all-MiniLM-L6-v2 and cached as .npy.
+packaged all-MiniLM-L6-v2 (short.npy / long.npy: the reference's vectors) and once with
+curate's `static` backend (short_static.npy / long_static.npy: a model2vec distillation of
+the same MiniLM, much weaker, the learner's frozen part by default), cached as .npy.
 
     .venv/bin/python benchmarks/jest_experiment_data.py --work /tmp/curate-jest
 
@@ -196,8 +198,9 @@ def embed_all(texts: list[str], out: Path, backend: str, max_tokens: int | None,
             "model": enc.model_id, "max_tokens": enc.max_tokens}
 
 
-def build(work: Path, backend: str, threads: int) -> dict:
-    """pairs.json (texts + dedup counts), tokens.npz and short.npy / long.npy in `work`."""
+def build(work: Path, backend: str, threads: int, static: bool = True) -> dict:
+    """pairs.json (texts + dedup counts), tokens.npz, short.npy / long.npy (`backend`) and,
+    with `static`, short_static.npy / long_static.npy in `work`."""
     work.mkdir(parents=True, exist_ok=True)
     pairs_path = work / "pairs.json"
     if pairs_path.exists():
@@ -212,8 +215,16 @@ def build(work: Path, backend: str, threads: int) -> dict:
     build_tokens(work, meta)
     meta["embed_short"] = embed_all(meta["short"], work / "short.npy", backend, None, threads)
     meta["embed_long"] = embed_all(meta["long"], work / "long.npy", backend, MAX_TOKENS, threads)
-    (work / "embed.json").write_text(json.dumps({k: meta[k] for k in ("embed_short",
-                                                                      "embed_long")}))
+    keys = ["embed_short", "embed_long"]
+    if static:
+        # the same caps as MiniLM's (long texts cut at 128 word-pieces), so the two frozen
+        # encoders see the same text
+        meta["embed_short_static"] = embed_all(meta["short"], work / "short_static.npy",
+                                               "static", None, threads)
+        meta["embed_long_static"] = embed_all(meta["long"], work / "long_static.npy", "static",
+                                              MAX_TOKENS, threads)
+        keys += ["embed_short_static", "embed_long_static"]
+    (work / "embed.json").write_text(json.dumps({k: meta[k] for k in keys}))
     return meta
 
 
@@ -222,8 +233,10 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=DEFAULT_WORK)
     ap.add_argument("--backend", default="openvino")  # bf16; jest.md says why
     ap.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
+    ap.add_argument("--no-static", dest="static", action="store_false",
+                    help="skip the static-backend vectors (the default learner needs them)")
     args = ap.parse_args()
-    build(args.work, args.backend, args.threads)
+    build(args.work, args.backend, args.threads, args.static)
 
 
 if __name__ == "__main__":

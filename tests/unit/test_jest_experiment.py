@@ -187,3 +187,31 @@ def test_independent_pick_draws_what_select_draws():
                        score="independent", seed=np.random.default_rng(5), learner_scale=12.0,
                        learner_bias=-9.0)
     np.testing.assert_array_equal(got, want)
+
+
+def test_frozen_zero_shot_is_chance_without_a_frozen_part():
+    pairs = _pairs()
+    rows = np.arange(6)
+    assert ex.frozen_zero_shot(pairs, rows) == ex.retrieval(pairs.q, pairs.p)
+    empty = ex.Pairs(np.zeros((6, 0), np.float32), np.zeros((6, 0), np.float32),
+                     pairs.q_bags, pairs.p_bags)
+    got = ex.frozen_zero_shot(empty, rows)
+    # every score ties: the true item's rank is uniform on 1..6
+    assert got["recall@1"] == pytest.approx(1 / 6)
+    assert got["ndcg@10"] == pytest.approx(np.mean(1 / np.log2(1 + np.arange(1, 7))))
+    # a words-only tower still embeds (0 frozen dims + the word vector, normalised)
+    fq, fp = ex.Head(0, bow_dim=3, buckets=64, init_std=0.5, shared=False).embed(empty, rows,
+                                                                                  rows)
+    assert fq.shape == (6, 3) and np.allclose(np.linalg.norm(fp, axis=1), 1, atol=1e-5)
+
+
+def test_centred_subtracts_the_pool_mean_and_renormalises():
+    pairs = _pairs(n=8, d=5, seed=3)
+    q_rows, p_rows = np.array([0, 1, 2, 3]), np.array([3, 2, 1, 0])
+    got = ex.centred(pairs, q_rows, p_rows)
+    for x, y in ((pairs.q, got.q), (pairs.p, got.p)):
+        c = x - x[:4].mean(axis=0)  # the pool rows' mean only (rows 4..7 play val / test)
+        np.testing.assert_allclose(y, c / np.linalg.norm(c, axis=1, keepdims=True), rtol=1e-5)
+    assert got.q.dtype == np.float32 and got.q_bags is pairs.q_bags
+    # after centring, the pool's mean vector is ~0 up to the re-normalisation
+    assert np.linalg.norm(got.q[:4].mean(axis=0)) < np.linalg.norm(pairs.q[:4].mean(axis=0))
