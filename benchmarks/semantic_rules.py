@@ -9,8 +9,12 @@ filled), rows in input order, two greedy rules at each eps of `semantic_twins.EP
   (the SemDeDup paper's rule, section 3.1: the max over the upper triangle), pointing to
   that row, chains followed to a kept row;
 - `kept_only`: removed when its cosine to an earlier *kept* row exceeds 1 - eps (semhash's
-  greedy self-deduplication).
-No clustering is involved, so the difference between the two is the rule alone. Recall at
+  greedy self-deduplication);
+- `margin`: `any_earlier` with curate's default margin, each pair's bar lowered by
+  margin x (1 - c), c the two rows' best cosine to a third row over *all* rows
+  (`semantic_math.cluster_duplicates` on the whole set in input order).
+No clustering is involved, so the differences are the rules alone (and, against the
+operator's curve, what comparing within clusters costs). Recall at
 equal false removal as in `semantic_twins.py`.
 """
 
@@ -25,6 +29,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import semantic_twins as st  # noqa: E402
+
+from operators.dedup.semantic import SemanticParams  # noqa: E402
+from operators.dedup.semantic_math import cluster_duplicates  # noqa: E402
 
 
 def resolve(s: np.ndarray, eps: float, kept_only: bool) -> np.ndarray:
@@ -54,9 +61,12 @@ def main() -> None:
         x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
         s = x @ x.T
         out[name] = {}
-        for rule in ("any_earlier", "kept_only"):
-            points = [{"eps": e, **st.score(dev, [dev.ids[k] for k in
-                                                  resolve(s, e, rule == "kept_only")])}
+        margin = SemanticParams.model_fields["margin"].default
+        rules = {"any_earlier": lambda e, s=s: resolve(s, e, False),
+                 "kept_only": lambda e, s=s: resolve(s, e, True),
+                 "margin": lambda e, x=x, m=margin: cluster_duplicates(x, e, margin=m)[3]}
+        for rule, fn in rules.items():
+            points = [{"eps": e, **st.score(dev, [dev.ids[k] for k in fn(e)])}
                       for e in st.EPS]
             out[name][rule] = {f"{lv:.1%}": st.recall_at(points, lv) for lv in st.LEVELS}
     print(json.dumps(out, indent=1))

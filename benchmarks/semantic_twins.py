@@ -13,7 +13,9 @@ Variants: `torch-head` (today's default: the first 256 word-pieces), `static`, a
 `torch-chunks` (whole document in chunks) when `embed` has a `long_text` parameter.
 
 Arms, on each variant's vectors, swept over eps (semhash's threshold = 1 - eps):
-- `curate`: the real `dedup.semantic` operator (default K, seed, niter) in process;
+- `curate`: the real `dedup.semantic` operator (defaults: K, seed, niter, the margin and
+  the second-cluster pass) in process; `curate k=N/100` with clusters of ~100 rows;
+  `curate margin=0` with the paper's fixed bar;
 - `plain`: SemDeDup written here from the paper, single process, not using curate's
   code: faiss spherical k-means with the same K, then per cluster the full similarity
   matrix of rows sorted by cosine to the centroid ascending (the paper's keep-hard order),
@@ -68,11 +70,12 @@ from pipelines.reader import read_shard  # noqa: E402
 from pipelines.shards import discover  # noqa: E402
 
 # Fine steps where the compared false-removal levels (0.5-5 %) fall: static vectors reach
-# them between eps 0.01 and 0.03, torch-head ones between 0.1 and 0.25; a coarse grid there
-# makes recall at a level an interpolation across a wide gap.
-EPS = (0.001, 0.002, 0.005, 0.01, 0.012, 0.014, 0.016, 0.018, 0.02, 0.022, 0.025, 0.03,
-       0.05, 0.08, 0.1, 0.11, 0.12, 0.13, 0.14, 0.15, 0.16, 0.17, 0.18, 0.19, 0.2, 0.22,
-       0.25, 0.3, 0.35, 0.4)
+# them between eps 0.01 and 0.03, torch-head ones between 0.03 and 0.25; a coarse grid
+# there makes recall at a level an interpolation across a wide gap. Each arm's sweep stops
+# one point after its false removal passes STOP (nothing is compared beyond it).
+EPS = (0.001, 0.002, 0.005, 0.008, 0.01, 0.012, 0.014, 0.016, 0.018, 0.02, 0.022, 0.025,
+       0.03, 0.035) + tuple(round(0.04 + 0.01 * i, 2) for i in range(37))
+STOP = 0.06
 LEVELS = (0.005, 0.01, 0.02, 0.05)  # false-removal shares at which recall is compared
 BATCH_ROWS = 1000
 SEED = 0
@@ -170,8 +173,9 @@ def with_vectors(batches: list[pa.Table], x: np.ndarray) -> list[pa.Table]:
 # Each arm returns, per input row, the id of the kept row it resolves to (itself if kept).
 
 def curate_arm(batches: list[pa.Table], eps: float, k: int | None = None,
-               across: bool = True) -> list[str]:
-    op = SemanticDedup(SemanticParams(eps=eps, k=k, across_clusters=across),
+               across: bool = True, margin: float | None = None) -> list[str]:
+    extra = {} if margin is None else {"margin": margin}
+    op = SemanticDedup(SemanticParams(eps=eps, k=k, across_clusters=across, **extra),
                        Context(seed=SEED))
     table = pa.concat_tables(run_operators(batches, [op])).sort_by(C.ORDER)
     removed = pc.equal(pc.fill_null(table[C.REASON], ""), "semantic_duplicate")
@@ -313,12 +317,9 @@ def run(args: argparse.Namespace) -> dict:
         small_k = max(1, round(n / 100))
         arms[f"curate k={small_k}"] = (lambda e, b=batches, k=small_k: curate_arm(b, e, k),
                                        Timed(), Timed())
-        # The paper's comparison within clusters only (`across_clusters: false`).
-        arms["curate within-only"] = (lambda e, b=batches: curate_arm(b, e, across=False),
-                                      Timed(), Timed())
-        arms[f"curate k={small_k} within-only"] = (
-            lambda e, b=batches, k=small_k: curate_arm(b, e, k, across=False), Timed(),
-            Timed())
+        # The paper's fixed bar 1 - eps (`margin: 0`), with the second-cluster pass.
+        arms["curate margin=0"] = (lambda e, b=batches: curate_arm(b, e, margin=0.0),
+                                   Timed(), Timed())
         setup = Timed()
         plain = setup.run(PlainSemDeDup, x)
         arms["plain"] = (lambda e, p=plain: p.resolve(dev.ids, e), setup, Timed())
@@ -334,6 +335,10 @@ def run(args: argparse.Namespace) -> dict:
                 points.append({"eps": eps, **score(dev, root),
                                "dedup_cpu": setup.cpu + per_eps.cpu - before[0],
                                "dedup_wall": setup.wall + per_eps.wall - before[1]})
+                if points[-1]["false_removal"] > STOP:
+                    break
+            print(f"[{time.strftime('%H:%M:%S')}] {name} {arm}: {len(points)} eps",
+                  file=sys.stderr, flush=True)
             variant["arms"][arm] = {
                 "points": points,
                 # Per-eps time: the index or k-means a peer builds once counts in each.
@@ -360,14 +365,14 @@ def markdown(rep: dict) -> str:
         for arm, a in v["arms"].items():
             lines.append(f"| {name} | {arm} | " + " | ".join(
                 pct(a["recall_at"][str(lv)]) for lv in LEVELS) + " |")
-    lines += ["", "### Curves: twin recall / false removal per eps (semhash: threshold "
-              "1 - eps)", "",
-              "| embedding | arm | " + " | ".join(str(e) for e in rep["eps"]) + " |",
-              "|---|---|" + "---|" * len(rep["eps"])]
+    lines += ["", "### Curves: eps: twin recall / false removal (semhash: threshold "
+              f"1 - eps; each sweep stops past {pct(STOP)} false removal)", "",
+              "| embedding | arm | curve |", "|---|---|---|"]
     for name, v in rep["variants"].items():
         for arm, a in v["arms"].items():
-            lines.append(f"| {name} | {arm} | " + " | ".join(
-                f"{pct(p['recall'])} / {pct(p['false_removal'])}" for p in a["points"]) + " |")
+            lines.append(f"| {name} | {arm} | " + ", ".join(
+                f"{p['eps']}: {pct(p['recall'])} / {pct(p['false_removal'])}"
+                for p in a["points"] if p["removed"]) + " |")
     lines += ["", "### Speed (docs per CPU-second = per core; dedup median over eps)", "",
               "| embedding | arm | dedup CPU s | dedup wall s | dedup docs/CPU-s | "
               "embed CPU s | embed wall s | whole chain docs/CPU-s | load (1 min) |",

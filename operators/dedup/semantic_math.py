@@ -238,31 +238,104 @@ def best_by_cosine(x: np.ndarray, vectors: np.ndarray,
     return out, cos
 
 
-def cluster_duplicates(x: np.ndarray, eps: float, block: int = BLOCK
+def neighbour_tops(x: np.ndarray, block: int = BLOCK) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of `x`, its two most similar other rows: (n, 2) indices (-1: none) and
+    their exact cosines (-inf: none), in blocks of `block` x `block` similarities."""
+    n = len(x)
+    idx = np.full((n, 2), -1, np.int64)
+    val = np.full((n, 2), -np.inf, np.float32)
+
+    def merge(rows: slice, cols: np.ndarray, sims: np.ndarray) -> None:
+        """Fold a block's two best columns per row into the running top two."""
+        r = np.arange(len(sims))
+        a1 = sims.argmax(axis=1)
+        v1 = sims[r, a1]
+        sims = sims.copy()
+        sims[r, a1] = -np.inf
+        a2 = sims.argmax(axis=1)
+        v2 = sims[r, a2] if sims.shape[1] > 1 else np.full(len(r), -np.inf, np.float32)
+        cand_val = np.column_stack([val[rows], v1, v2])
+        cand_idx = np.column_stack([idx[rows], cols[a1], cols[a2]])
+        # Which of two equal rows is named can vary with the blocks; `competitor` only
+        # reads the values, which do not.
+        top = np.argsort(-cand_val, axis=1, kind="stable")[:, :2]
+        val[rows] = np.take_along_axis(cand_val, top, axis=1)
+        idx[rows] = np.take_along_axis(cand_idx, top, axis=1)
+
+    # The similarity matrix is symmetric: each block below the diagonal serves its rows
+    # and, transposed, its columns.
+    for s in range(0, n, block):
+        e = min(s + block, n)
+        for t in range(0, s + 1, block):
+            u = min(t + block, n)
+            sims = x[s:e] @ x[t:u].T
+            if t == s:
+                np.fill_diagonal(sims, -np.inf)
+            merge(slice(s, e), np.arange(t, u), sims)
+            if t != s:
+                merge(slice(t, u), np.arange(s, e), sims.T)
+    # Exact values (einsum, no BLAS) of the chosen neighbours, as in `cluster_duplicates`.
+    has = idx >= 0
+    rows = np.broadcast_to(np.arange(n)[:, None], idx.shape)
+    val[has] = np.einsum("ij,ij->i", x[rows[has]], x[idx[has]])
+    return idx, val
+
+
+def competitor(tops: tuple[np.ndarray, np.ndarray], rows: np.ndarray, other: np.ndarray
+               ) -> np.ndarray:
+    """c_r(o): row r's cosine to its most similar row other than o, for broadcastable
+    index arrays `rows` and `other` (-inf when r has no such row)."""
+    idx, val = tops
+    return np.where(idx[rows, 0] == other, val[rows, 1], val[rows, 0])
+
+
+def cluster_duplicates(x: np.ndarray, eps: float, block: int = BLOCK, margin: float = 0.0
                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Steps 3-4 [paper section 3.1; SemDeDup `semdedup.py`] on one cluster's unit
-    vectors, rows already in keep order (step 2).
+    vectors, rows already in keep order (step 2), with an optional margin (ours).
 
-    For each row j: M_j = max over earlier rows i < j of cos(x_i, x_j) (the column max
-    of the upper triangle of X Xᵀ) and the first i reaching it; j is removed when
-    M_j > 1 - eps, whether or not i itself was removed (the paper's rule, not a greedy
-    pass over survivors). Returns (removed, M (NaN for row 0), argmax (-1 for row 0),
-    keeper), where keeper[j] is the kept row reached by following argmax from j (j
-    itself when kept): it exists because the first row is always kept.
-    Blocks of `block` x `block` similarities bound memory; M is the exact cosine of the
-    chosen pair, so it does not depend on `block` either (only an exact tie between two
-    earlier rows, within BLAS's rounding, could pick another argmax).
+    The pair (i, j)'s bar 1 - eps is lowered by margin * (1 - c), c the larger of
+    c_i(j) and c_j(i), each row's cosine to its most similar *other* row of the cluster
+    (`competitor`), clipped to [0, 1]; a row with no other row gives c = 1 (no
+    neighbourhood seen, no relief). A pair that
+    stands out from both rows' other neighbours (a copy of one document among
+    unrelated ones) needs less similarity than one inside a family of look-alike
+    documents (sibling pages of one template), whose bar stays near 1 - eps: margin-based
+    matching [Artetxe & Schwenk 2019, "Margin-based parallel corpus mining", section 3.1,
+    the "distance" margin, with the nearest other neighbour as the neighbourhood].
+    margin 0 is the paper's fixed bar.
+
+    For each row j: M_j = max over earlier rows i < j of the score cos(i, j) + margin *
+    (1 - c) (the column max of the upper triangle of the score matrix), the first i
+    reaching it; j is removed when M_j > 1 - eps, whether or not i
+    itself was removed (the paper's rule, not a greedy pass over survivors). Returns
+    (removed, cos of j to that i (NaN for row 0), argmax (-1 for row 0), keeper), where
+    keeper[j] is the kept row reached by following argmax from j (j itself when kept):
+    it exists because the first row is always kept. Blocks of `block` x `block`
+    similarities bound memory; scores are recomputed exactly for the chosen pair, so
+    decisions do not depend on `block` (only an exact tie between two earlier rows,
+    within BLAS's rounding, could pick another argmax).
     """
     n = len(x)
+    tops = neighbour_tops(x, block) if margin > 0 and n > 1 else None
+
+    def score(sims: np.ndarray, later: np.ndarray, earlier: np.ndarray) -> np.ndarray:
+        if tops is None:
+            return sims
+        c = np.maximum(competitor(tops, later, earlier), competitor(tops, earlier, later))
+        c = np.where(np.isneginf(c), 1.0, np.clip(c, 0.0, 1.0))
+        return sims + margin * (1 - c)
+
     best = np.full(n, -np.inf, np.float32)
     arg = np.full(n, -1, np.int64)
     for s in range(0, n, block):
         e = min(s + block, n)
         for t in range(0, e, block):  # only columns before the block's last row
             u = min(t + block, e)
-            sims = x[s:e] @ x[t:u].T
+            later, earlier = np.arange(s, e)[:, None], np.arange(t, u)[None, :]
+            sims = score(x[s:e] @ x[t:u].T, later, earlier)
             # i < j only: mask the diagonal and everything after it.
-            sims[np.arange(s, e)[:, None] <= np.arange(t, u)[None, :]] = -np.inf
+            sims[later <= earlier] = -np.inf
             j_best = np.argmax(sims, axis=1)
             j_val = sims[np.arange(e - s), j_best]
             better = j_val > best[s:e]  # strict: an earlier column block wins ties
@@ -272,7 +345,9 @@ def cluster_duplicates(x: np.ndarray, eps: float, block: int = BLOCK
     # worker has one, this process two): the chosen pair's cosine is recomputed exactly
     # (einsum, no BLAS), so values and decisions are the same on every engine.
     has = arg >= 0
-    best[has] = np.einsum("ij,ij->i", x[has], x[arg[has]])
+    cos = np.full(n, np.nan, np.float32)
+    cos[has] = np.einsum("ij,ij->i", x[has], x[arg[has]])
+    best[has] = score(cos[has], np.flatnonzero(has), arg[has]).astype(np.float32)
     removed = best > np.float32(1.0 - eps)
     keeper = np.where(removed, arg, np.arange(n))
     # Pointer jumping: argmax always points earlier, so this ends at a kept row.
@@ -281,5 +356,4 @@ def cluster_duplicates(x: np.ndarray, eps: float, block: int = BLOCK
         if np.array_equal(nxt, keeper):
             break
         keeper = nxt
-    maxsim = np.where(arg >= 0, best, np.nan).astype(np.float32)
-    return removed, maxsim, arg, keeper
+    return removed, cos, arg, keeper

@@ -20,6 +20,7 @@ from operators.dedup.semantic_math import (
     group_centroids,
     group_of,
     nearest_centroid,
+    neighbour_tops,
     normalise,
     second_group,
     split_large_clusters,
@@ -63,10 +64,21 @@ def comparable(table: pa.Table) -> dict:
     return out
 
 
-def reference(x: np.ndarray, eps: float) -> np.ndarray:
-    """Brute force: M = X Xᵀ, upper triangle, column max > 1 - eps."""
+def reference(x: np.ndarray, eps: float, margin: float = 0.0) -> np.ndarray:
+    """Brute force: M = X Xᵀ plus margin * (1 - c) per pair, c the larger of the two rows'
+    best cosine to a third row (clipped to [0, 1]; 1 without one), upper triangle,
+    column max > 1 - eps."""
     m = (x.astype(np.float64) @ x.T.astype(np.float64))
-    m[np.tril_indices(len(x))] = -np.inf
+    n = len(x)
+    if margin:
+        c = np.ones((n, n))
+        for i in range(n):
+            for j in range(n):
+                others = np.delete(m[i], [i, j])
+                if len(others):
+                    c[i, j] = np.clip(others.max(), 0, 1)
+        m = m + margin * (1 - np.maximum(c, c.T))
+    m[np.tril_indices(n)] = -np.inf
     return m.max(axis=0) > 1 - eps
 
 
@@ -90,13 +102,16 @@ def test_planted_duplicates_found_and_the_farthest_from_the_centroid_kept(tmp_pa
     assert not [c for c in out.column_names if C.is_temporary(c)]
 
 
-def test_operator_decisions_equal_a_brute_force_reference_per_cluster(tmp_path):
-    # Tight clusters (chains of near-copies) make the rule's subtleties matter.
+@pytest.mark.parametrize("margin", [0.0, 0.25])
+def test_operator_decisions_equal_a_brute_force_reference_per_cluster(tmp_path, margin):
+    # Tight clusters (chains of near-copies) make the rule's subtleties matter. Without
+    # the second-cluster pass a cluster is compared alone, as the reference is.
     rng = np.random.default_rng(5)
     centers = normalise(rng.standard_normal((6, DIM)).astype(np.float32))
     x = normalise(centers[rng.integers(0, 6, 240)]
                   + 0.06 * rng.standard_normal((240, DIM)).astype(np.float32))
-    out = run(write_vectors(tmp_path / "a.parquet", x), k=6, eps=0.1)
+    out = run(write_vectors(tmp_path / "a.parquet", x), k=6, eps=0.1, margin=margin,
+              across_clusters=False)
     cluster = np.array(out["_s1:cluster"].to_pylist())
     cos = np.array(out["_s1:centroid_cosine"].to_pylist())
     dropped = np.array([r is not None for r in out[C.REASON].to_pylist()])
@@ -104,19 +119,22 @@ def test_operator_decisions_equal_a_brute_force_reference_per_cluster(tmp_path):
     for c in np.unique(cluster):
         members = np.flatnonzero(cluster == c)
         sort = members[np.lexsort((members, cos[members]))]
-        assert np.array_equal(dropped[sort], reference(x[sort], 0.1)), c
+        assert np.array_equal(dropped[sort], reference(x[sort], 0.1, margin)), c
 
 
+@pytest.mark.parametrize("margin", [0.0, 0.25])
 @pytest.mark.parametrize("eps", [0.001, 0.01, 0.05, 0.1])
-def test_cluster_rule_equals_brute_force_and_does_not_depend_on_blocks(eps):
+def test_cluster_rule_equals_brute_force_and_does_not_depend_on_blocks(eps, margin):
     rng = np.random.default_rng(1)
-    x = normalise(rng.standard_normal((3, DIM)).astype(np.float32)[rng.integers(0, 3, 500)]
-                  + 0.08 * rng.standard_normal((500, DIM)).astype(np.float32))
-    removed, maxsim, arg, keeper = cluster_duplicates(x, eps)
-    assert np.array_equal(removed, reference(x, eps))
+    n = 500 if margin == 0 else 150  # the margin's brute force is cubic
+    x = normalise(rng.standard_normal((3, DIM)).astype(np.float32)[rng.integers(0, 3, n)]
+                  + 0.08 * rng.standard_normal((n, DIM)).astype(np.float32))
+    removed, maxsim, arg, keeper = cluster_duplicates(x, eps, margin=margin)
+    assert np.array_equal(removed, reference(x, eps, margin))
     for block in (16, 100):
         # BLAS sums a block of another shape in another order: the last bit may differ.
-        b_removed, b_maxsim, b_arg, b_keeper = cluster_duplicates(x, eps, block=block)
+        b_removed, b_maxsim, b_arg, b_keeper = cluster_duplicates(x, eps, block=block,
+                                                                  margin=margin)
         assert np.array_equal(b_removed, removed) and np.array_equal(b_arg, arg)
         assert np.array_equal(b_keeper, keeper)
         assert np.allclose(b_maxsim, maxsim, atol=1e-6, equal_nan=True)
@@ -357,19 +375,21 @@ def test_copies_either_side_of_a_cluster_boundary_are_found_by_the_across_pass(t
                                                                  "semantic_duplicate"]
 
 
-def test_with_two_clusters_both_passes_equal_one_global_comparison(tmp_path):
-    # K = 2 and no split: every row's boundary group is {0, 1}, so the step must remove
-    # exactly what the paper's rule removes over all rows ranked by centroid cosine.
+@pytest.mark.parametrize("margin", [0.0, 0.25])
+def test_with_two_clusters_both_passes_equal_one_global_comparison(tmp_path, margin):
+    # K = 2 and no split: every row's boundary group is {0, 1}, so each group holds every
+    # row and the step must remove exactly what the rule removes over all rows ranked by
+    # centroid cosine (with a margin, each row's competitor is then over all rows too).
     rng = np.random.default_rng(5)
     centers = normalise(rng.standard_normal((6, DIM)).astype(np.float32))
     x = normalise(centers[rng.integers(0, 6, 240)]
                   + 0.06 * rng.standard_normal((240, DIM)).astype(np.float32))
-    out = run(write_vectors(tmp_path / "a.parquet", x), k=2, eps=0.1)
+    out = run(write_vectors(tmp_path / "a.parquet", x), k=2, eps=0.1, margin=margin)
     cos = np.array(out["_s1:centroid_cosine"].to_pylist())
     dropped = np.array([r is not None for r in out[C.REASON].to_pylist()])
     rank = np.lexsort((np.arange(len(x)), cos))
     assert 0 < dropped.sum() < len(x)
-    assert np.array_equal(dropped[rank], reference(x[rank], 0.1))
+    assert np.array_equal(dropped[rank], reference(x[rank], 0.1, margin))
     kept = {f"r{i}" for i in np.flatnonzero(~dropped)}
     assert set(out[C.DETAIL].filter(pa.array(dropped)).to_pylist()) <= kept
 
@@ -388,3 +408,42 @@ def test_assignments_do_not_depend_on_how_many_rows_share_the_call():
         assert np.array_equal(part[0], whole[0][lo:hi])
         assert part[1].tobytes() == whole[1][lo:hi].tobytes()
         assert np.array_equal(second_group(x[lo:hi], group[lo:hi], centroids), second[lo:hi])
+
+
+def test_neighbour_tops_equal_brute_force_and_do_not_depend_on_blocks():
+    rng = np.random.default_rng(11)
+    x = normalise(rng.standard_normal((130, DIM)).astype(np.float32))
+    m = x.astype(np.float64) @ x.T.astype(np.float64)
+    np.fill_diagonal(m, -np.inf)
+    want = np.argsort(-m, axis=1, kind="stable")[:, :2]
+    for block in (16, 1024):
+        idx, val = neighbour_tops(x, block)
+        assert np.array_equal(idx, want)
+        assert np.allclose(val, np.take_along_axis(m, want, axis=1), atol=1e-6)
+    one_idx, one_val = neighbour_tops(x[:1])
+    assert one_idx.tolist() == [[-1, -1]] and np.isneginf(one_val).all()
+
+
+def test_the_margin_finds_an_isolated_pair_before_a_pair_among_look_alikes():
+    # Two pairs at the same cosine (0.90): one alone among unrelated rows, one inside a
+    # family of rows that all sit at about 0.90 to each other (one template's pages).
+    rng = np.random.default_rng(12)
+    dim = 64
+    unrelated = normalise(rng.standard_normal((40, dim)).astype(np.float32))
+
+    def around(centre: np.ndarray, n: int, cos: float) -> np.ndarray:
+        noise = normalise(rng.standard_normal((n, dim)).astype(np.float32))
+        noise -= (noise @ centre)[:, None] * centre  # orthogonal to the centre
+        return normalise(cos * centre + np.sqrt(1 - cos**2) * normalise(noise))
+
+    lone = around(unrelated[0], 2, np.sqrt(0.9))  # the two: cosine ~0.90 to each other
+    family = around(unrelated[1], 6, np.sqrt(0.9))
+    x = np.concatenate([unrelated[2:], lone, family])
+    pair, fam = [len(x) - 8, len(x) - 7], list(range(len(x) - 6, len(x)))
+    for margin, lone_found, family_found in ((0.0, False, False), (0.25, True, False)):
+        removed, _, arg, _ = cluster_duplicates(x, eps=0.05, margin=margin)
+        assert removed[pair].any() == lone_found, margin
+        assert removed[fam].any() == family_found, margin
+    removed, cos, arg, _ = cluster_duplicates(x, eps=0.05, margin=0.25)
+    assert arg[pair[1]] == pair[0] and 0.85 < cos[pair[1]] < 0.95
+    assert not removed[: len(unrelated) - 2].any()
