@@ -22,9 +22,9 @@ Stages (the maths is in `semantic_math`):
    is removed when either removes it, which is the rule over the union of the pairs
    compared (each group's c is over the rows compared there). With `margin: 0` and
    without `across_clusters` this is the paper's algorithm as written.
-5. `keepers` (resolve): per row, its most similar earlier row over both groups; a
-   removed row's pointers, followed (each points at a row of lower rank), end at a kept
-   row.
+5. `keepers` (resolve): per row, the earlier row that removed it (else its most similar
+   earlier row) over both groups; a removed row's pointers, followed (each points at a
+   row of lower rank), end at a kept row.
 6. `decide` (map): removed rows are dropped as `semantic_duplicate`, detail = the id of
    that kept row.
 

@@ -252,8 +252,8 @@ def neighbour_tops(x: np.ndarray, block: int = BLOCK) -> tuple[np.ndarray, np.nd
         v1 = sims[r, a1]
         sims = sims.copy()
         sims[r, a1] = -np.inf
-        a2 = sims.argmax(axis=1)
-        v2 = sims[r, a2] if sims.shape[1] > 1 else np.full(len(r), -np.inf, np.float32)
+        a2 = sims.argmax(axis=1)  # a one-column block: column 0 again, now -inf
+        v2 = sims[r, a2]
         cand_val = np.column_stack([val[rows], v1, v2])
         cand_idx = np.column_stack([idx[rows], cols[a1], cols[a2]])
         # Which of two equal rows is named can vary with the blocks; `competitor` only
@@ -297,18 +297,17 @@ def cluster_duplicates(x: np.ndarray, eps: float, block: int = BLOCK, margin: fl
     The pair (i, j)'s bar 1 - eps is lowered by margin * (1 - c), c the larger of
     c_i(j) and c_j(i), each row's cosine to its most similar *other* row of the cluster
     (`competitor`), clipped to [0, 1]; a row with no other row gives c = 1 (no
-    neighbourhood seen, no relief). A pair that
-    stands out from both rows' other neighbours (a copy of one document among
-    unrelated ones) needs less similarity than one inside a family of look-alike
-    documents (sibling pages of one template), whose bar stays near 1 - eps: margin-based
-    matching [Artetxe & Schwenk 2019, "Margin-based parallel corpus mining", section 3.1,
-    the "distance" margin, with the nearest other neighbour as the neighbourhood].
-    margin 0 is the paper's fixed bar.
+    neighbourhood seen, no relief). A pair that stands out from both rows' other
+    neighbours (a copy of one document among unrelated ones) needs less similarity than
+    one inside a family of look-alike documents (sibling pages of one template), whose
+    bar stays near 1 - eps: margin-based matching [Artetxe & Schwenk 2019, "Margin-based
+    parallel corpus mining", section 3.1, the "distance" margin, with the nearest other
+    neighbour as the neighbourhood]. margin 0 is the paper's fixed bar.
 
     For each row j: M_j = max over earlier rows i < j of the score cos(i, j) + margin *
     (1 - c) (the column max of the upper triangle of the score matrix), the first i
-    reaching it; j is removed when M_j > 1 - eps, whether or not i
-    itself was removed (the paper's rule, not a greedy pass over survivors). Returns
+    reaching it; j is removed when M_j > 1 - eps, whether or not i itself was removed
+    (the paper's rule, not a greedy pass over survivors). Returns
     (removed, cos of j to that i (NaN for row 0), argmax (-1 for row 0), keeper), where
     keeper[j] is the kept row reached by following argmax from j (j itself when kept):
     it exists because the first row is always kept. Blocks of `block` x `block`
